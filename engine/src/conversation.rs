@@ -1,0 +1,485 @@
+//! The conversation actor: the single writer of one conversation.
+//!
+//! Sends are sequenced here. A send gets the next `seq` at once and joins the group that is
+//! being collected; while one group is being committed, the next one collects, so at most one
+//! group per conversation is in flight and groups commit in `seq` order. When a group is
+//! durable, its senders get their `ok` and every online session of every member gets the
+//! `message` event, in `seq` order.
+
+use std::{collections::HashMap, sync::Arc};
+
+use actix::{
+    Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, Supervised, WrapFuture,
+};
+use bulkhead_storage::{ConvId, ConversationRecord, MessageRecord, StorageError, TenantStore, UserId};
+use tokio::sync::oneshot;
+use tracing::Instrument;
+
+use crate::{
+    error::{EngineError, Result},
+    events,
+    panic_guard::run_guarded,
+    sessions::{SessionId, SessionRegistry},
+    tenant::SendOutcome,
+};
+
+const ACTOR: &str = "conversation";
+
+pub(crate) struct ConversationActor {
+    store: TenantStore,
+    conv: ConvId,
+    sessions: Arc<SessionRegistry>,
+    state: Option<LoadedState>,
+    /// Why loading the state failed; every request gets this error until a restart succeeds.
+    load_error: Option<String>,
+    collecting: Group,
+    in_flight: bool,
+}
+
+/// What the actor rebuilds from RocksDB when it starts or restarts.
+struct LoadedState {
+    record: ConversationRecord,
+    members: Vec<UserId>,
+    next_seq: u64,
+    /// `(seq, ts_ms)` of messages that are not durable yet, by `client_msg_id`, so that a
+    /// retry that arrives before the commit finishes gets the same `seq`.
+    uncommitted_ids: HashMap<String, (u64, u64)>,
+}
+
+enum Admission {
+    /// Answer at once.
+    Reply(Result<SendOutcome>),
+    /// Answer with this outcome once the collecting group is durable.
+    Wait(SendOutcome),
+}
+
+#[derive(Default)]
+struct Group {
+    messages: Vec<(MessageRecord, Option<SessionId>)>,
+    waiters: Vec<Waiter>,
+}
+
+struct Waiter {
+    reply: oneshot::Sender<Result<SendOutcome>>,
+    outcome: SendOutcome,
+}
+
+impl ConversationActor {
+    pub(crate) fn new(store: TenantStore, conv: ConvId, sessions: Arc<SessionRegistry>) -> Self {
+        ConversationActor {
+            store,
+            conv,
+            sessions,
+            state: None,
+            load_error: None,
+            collecting: Group::default(),
+            in_flight: false,
+        }
+    }
+
+    fn span(&self) -> tracing::Span {
+        tracing::info_span!("conversation", tenant = %self.store.tenant(), conv = %self.conv)
+    }
+
+    fn load(&mut self) {
+        let _span = self.span().entered();
+        let loaded = self.store.conversation(&self.conv).and_then(|record| {
+            let record = record.ok_or_else(|| StorageError::Decode {
+                what: "conversation record",
+                reason: "missing".into(),
+            })?;
+            let last_seq = self.store.last_seq(&self.conv)?;
+            Ok((record, last_seq))
+        });
+
+        match loaded {
+            Ok((record, last_seq)) => {
+                let members = record.members.iter().filter_map(|m| UserId::parse(m).ok()).collect();
+                self.state = Some(LoadedState {
+                    record,
+                    members,
+                    next_seq: last_seq + 1,
+                    uncommitted_ids: HashMap::new(),
+                });
+                self.load_error = None;
+                tracing::debug!(last_seq, "conversation loaded");
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "failed to load conversation state");
+                self.load_error = Some(err.to_string());
+            }
+        }
+    }
+
+    fn state(&mut self) -> Result<&mut LoadedState> {
+        match (&mut self.state, &self.load_error) {
+            (Some(state), _) => Ok(state),
+            (None, Some(err)) => Err(EngineError::InvalidRequest(format!(
+                "conversation {} is unavailable: {err}",
+                self.conv
+            ))),
+            (None, None) => Err(EngineError::NotFound(format!("conversation {}", self.conv))),
+        }
+    }
+
+    /// Decides what happens to a send: an immediate answer, or a wait for the group being
+    /// collected (a new message, or a retry of one that is not durable yet).
+    fn admit(&mut self, from: UserId, client_msg_id: String, body_json: String, origin: Option<SessionId>) -> Admission {
+        let conv = self.conv.clone();
+        let state = match self.state() {
+            Ok(state) => state,
+            Err(err) => return Admission::Reply(Err(err)),
+        };
+        if !state.members.contains(&from) {
+            return Admission::Reply(Err(EngineError::NotFound(format!("conversation {conv}"))));
+        }
+
+        // A retry of a message that is not durable yet waits for the collecting group, which
+        // commits after the group that holds the original.
+        if let Some(&(seq, ts_ms)) = state.uncommitted_ids.get(&client_msg_id) {
+            return Admission::Wait(SendOutcome { seq, ts_ms, duplicate: true });
+        }
+
+        // A retry of a committed message returns the original seq and stores nothing.
+        match self.store.seq_for_client_msg_id(&conv, &client_msg_id) {
+            Ok(Some(seq)) => return Admission::Reply(self.original_outcome(seq)),
+            Ok(None) => {}
+            Err(err) => return Admission::Reply(Err(err.into())),
+        }
+
+        let state = self.state.as_mut().expect("state checked above");
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        let ts_ms = bulkhead_storage::now_ms();
+        state.uncommitted_ids.insert(client_msg_id.clone(), (seq, ts_ms));
+
+        let record = MessageRecord {
+            seq,
+            from: from.to_string(),
+            client_msg_id,
+            ts_ms,
+            body_json,
+        };
+        self.collecting.messages.push((record, origin));
+        Admission::Wait(SendOutcome { seq, ts_ms, duplicate: false })
+    }
+
+    fn original_outcome(&self, seq: u64) -> Result<SendOutcome> {
+        let (items, _) = self.store.messages(&self.conv, seq - 1, seq + 1, 1, false)?;
+        let ts_ms = items.first().map(|m| m.ts_ms).unwrap_or_default();
+        Ok(SendOutcome { seq, ts_ms, duplicate: true })
+    }
+
+    /// Starts committing the collected group unless a commit is already in flight.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight || self.collecting.waiters.is_empty() {
+            return;
+        }
+        let group = std::mem::take(&mut self.collecting);
+        self.in_flight = true;
+
+        let mut batch = self.store.batch();
+        for (message, _) in &group.messages {
+            batch.put_message(&self.conv, message);
+        }
+        let store = self.store.clone();
+        let commit = async move { store.commit(batch).await }.instrument(self.span());
+
+        ctx.spawn(commit.into_actor(self).map(move |result, actor, ctx| {
+            run_guarded(ACTOR, ctx, |ctx| actor.on_committed(group, result, ctx));
+        }));
+    }
+
+    fn on_committed(&mut self, group: Group, result: Result<(), StorageError>, ctx: &mut Context<Self>) {
+        self.in_flight = false;
+
+        if let Err(err) = result {
+            // The seqs of this group were not stored, and later sends already got the seqs after
+            // them. Fail everything pending and restart, so the seqs are handed out again from
+            // what RocksDB holds and no gap appears.
+            tracing::error!(parent: &self.span(), error = %err, "commit failed; restarting the conversation");
+            for waiter in group.waiters {
+                let _ = waiter.reply.send(Err(EngineError::Storage(StorageError::CommitterStopped)));
+            }
+            actix::ActorContext::stop(ctx);
+            return;
+        }
+
+        fail::fail_point!("conversation-after-commit");
+
+        if let Some(state) = self.state.as_mut() {
+            for (message, _) in &group.messages {
+                state.uncommitted_ids.remove(&message.client_msg_id);
+            }
+        }
+        for waiter in group.waiters {
+            // The sender may have gone; the message is stored and will be synced.
+            let _ = waiter.reply.send(Ok(waiter.outcome));
+        }
+        self.deliver(&group.messages);
+        self.flush(ctx);
+    }
+
+    fn deliver(&self, messages: &[(MessageRecord, Option<SessionId>)]) {
+        let Some(state) = self.state.as_ref() else {
+            return;
+        };
+        let tenant = self.store.tenant().to_string();
+        for (message, origin) in messages {
+            let frame = events::message_frame(&self.conv, message);
+            let mut reached = 0;
+            for member in &state.members {
+                reached += self.sessions.push_to_user(member, &frame, *origin);
+            }
+            metrics::counter!("bulkhead_tenant_messages_total", "tenant" => tenant.clone(), "direction" => "out")
+                .increment(reached as u64);
+        }
+        metrics::counter!("bulkhead_tenant_messages_total", "tenant" => tenant, "direction" => "in")
+            .increment(messages.len() as u64);
+    }
+}
+
+impl Actor for ConversationActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Context<Self>) {
+        self.load();
+    }
+}
+
+impl Supervised for ConversationActor {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        tracing::warn!(parent: &self.span(), "restarting conversation actor");
+        metrics::counter!("bulkhead_actor_restarts_total", "actor" => ACTOR).increment(1);
+
+        // Dropping the pending groups drops their reply senders: those senders get
+        // `ActorStopped` and may retry with the same client_msg_id.
+        self.collecting = Group::default();
+        self.in_flight = false;
+        self.state = None;
+        self.load_error = None;
+    }
+}
+
+/// A send on behalf of `from`. The reply comes once the message is durable.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct SendMessage {
+    pub from: UserId,
+    pub client_msg_id: String,
+    pub body_json: String,
+    /// The session the send came from; it gets the `ok` and not the `message` event.
+    pub origin: Option<SessionId>,
+    pub reply: oneshot::Sender<Result<SendOutcome>>,
+}
+
+impl Handler<SendMessage> for ConversationActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SendMessage, ctx: &mut Context<Self>) {
+        run_guarded(ACTOR, ctx, |ctx| {
+            let SendMessage { from, client_msg_id, body_json, origin, reply } = msg;
+            match self.admit(from, client_msg_id, body_json, origin) {
+                Admission::Reply(result) => {
+                    let _ = reply.send(result);
+                }
+                Admission::Wait(outcome) => {
+                    self.collecting.waiters.push(Waiter { reply, outcome });
+                    self.flush(ctx);
+                }
+            }
+        });
+    }
+}
+
+/// Adds and removes members of a group conversation.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct ChangeMembers {
+    pub add: Vec<UserId>,
+    pub remove: Vec<UserId>,
+    pub max_group_members: usize,
+    pub reply: oneshot::Sender<Result<ConversationRecord>>,
+}
+
+impl Handler<ChangeMembers> for ConversationActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ChangeMembers, ctx: &mut Context<Self>) {
+        run_guarded(ACTOR, ctx, |ctx| {
+            let ChangeMembers { add, remove, max_group_members, reply } = msg;
+            match self.plan_member_change(&add, &remove, max_group_members) {
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                }
+                Ok(record) => self.commit_member_change(record, add, remove, reply, ctx),
+            }
+        });
+    }
+}
+
+impl ConversationActor {
+    fn plan_member_change(
+        &mut self,
+        add: &[UserId],
+        remove: &[UserId],
+        max_group_members: usize,
+    ) -> Result<ConversationRecord> {
+        for user in add {
+            if self.store.user(user)?.is_none() {
+                return Err(EngineError::NotFound(format!("user {user}")));
+            }
+        }
+        let conv = self.conv.clone();
+        let state = self.state()?;
+        if state.record.kind == bulkhead_storage::ConversationKind::Direct {
+            return Err(EngineError::InvalidRequest(format!(
+                "conversation {conv} is direct; direct conversations keep their two members"
+            )));
+        }
+
+        let mut record = state.record.clone();
+        record.members.retain(|m| !remove.iter().any(|r| r.as_str() == m));
+        for user in add {
+            if !record.members.iter().any(|m| m == user.as_str()) {
+                record.members.push(user.to_string());
+            }
+        }
+        record.members.sort();
+        if record.members.len() > max_group_members {
+            return Err(EngineError::InvalidRequest(format!(
+                "a group conversation has at most {max_group_members} members"
+            )));
+        }
+        Ok(record)
+    }
+
+    fn commit_member_change(
+        &mut self,
+        record: ConversationRecord,
+        add: Vec<UserId>,
+        remove: Vec<UserId>,
+        reply: oneshot::Sender<Result<ConversationRecord>>,
+        ctx: &mut Context<Self>,
+    ) {
+        let mut batch = self.store.batch();
+        batch.put_conversation(&record);
+        for user in &add {
+            batch.put_membership(user.as_str(), self.conv.as_str());
+        }
+        for user in &remove {
+            batch.delete_membership(user.as_str(), self.conv.as_str());
+        }
+        let store = self.store.clone();
+        let commit = async move { store.commit(batch).await };
+
+        ctx.spawn(commit.into_actor(self).map(move |result, actor, _ctx| match result {
+            Ok(()) => {
+                if let Some(state) = actor.state.as_mut() {
+                    state.members = record.members.iter().filter_map(|m| UserId::parse(m).ok()).collect();
+                    state.record = record.clone();
+                }
+                let _ = reply.send(Ok(record));
+            }
+            Err(err) => {
+                let _ = reply.send(Err(err.into()));
+            }
+        }));
+    }
+}
+
+/// Stores a member's read marker and tells the other members' sessions.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct MarkRead {
+    pub user: UserId,
+    pub seq: u64,
+    pub notify: bool,
+    pub origin: Option<SessionId>,
+    pub reply: oneshot::Sender<Result<()>>,
+}
+
+impl Handler<MarkRead> for ConversationActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: MarkRead, ctx: &mut Context<Self>) {
+        run_guarded(ACTOR, ctx, |ctx| {
+            let conv = self.conv.clone();
+            let state = match self.state() {
+                Ok(state) => state,
+                Err(err) => {
+                    let _ = msg.reply.send(Err(err));
+                    return;
+                }
+            };
+            if !state.members.contains(&msg.user) {
+                let _ = msg.reply.send(Err(EngineError::NotFound(format!("conversation {conv}"))));
+                return;
+            }
+            let last_assigned = state.next_seq - 1;
+            if msg.seq > last_assigned {
+                let _ = msg.reply.send(Err(EngineError::InvalidRequest(format!(
+                    "seq {} is past the last message {last_assigned} of conversation {conv}",
+                    msg.seq
+                ))));
+                return;
+            }
+
+            let mut batch = self.store.batch();
+            batch.put_read_marker(&conv, &msg.user, msg.seq);
+            let store = self.store.clone();
+            let commit = async move { store.commit(batch).await };
+            ctx.spawn(commit.into_actor(self).map(move |result, actor, _ctx| {
+                if result.is_ok() && msg.notify {
+                    let frame = events::receipt_frame(&actor.conv, &msg.user, msg.seq);
+                    actor.push_to_members(&frame, msg.origin);
+                }
+                let _ = msg.reply.send(result.map_err(Into::into));
+            }));
+        });
+    }
+}
+
+/// Tells the other members that `user` is typing. Nothing is stored.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Typing {
+    pub user: UserId,
+    pub reply: oneshot::Sender<Result<()>>,
+}
+
+impl Handler<Typing> for ConversationActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Typing, ctx: &mut Context<Self>) {
+        run_guarded(ACTOR, ctx, |_ctx| {
+            let conv = self.conv.clone();
+            let result = self.state().and_then(|state| {
+                if state.members.contains(&msg.user) {
+                    Ok(())
+                } else {
+                    Err(EngineError::NotFound(format!("conversation {conv}")))
+                }
+            });
+            if result.is_ok() {
+                let frame = events::typing_frame(&self.conv, &msg.user);
+                if let Some(state) = self.state.as_ref() {
+                    for member in state.members.iter().filter(|m| **m != msg.user) {
+                        self.sessions.push_to_user(member, &frame, None);
+                    }
+                }
+            }
+            let _ = msg.reply.send(result);
+        });
+    }
+}
+
+impl ConversationActor {
+    fn push_to_members(&self, frame: &Arc<str>, skip: Option<SessionId>) {
+        if let Some(state) = self.state.as_ref() {
+            for member in &state.members {
+                self.sessions.push_to_user(member, frame, skip);
+            }
+        }
+    }
+}

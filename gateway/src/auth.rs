@@ -1,0 +1,361 @@
+//! Credentials and authorization.
+//!
+//! Three kinds of credential exist:
+//! - the platform admin token (operator), compared by SHA-256 in constant time;
+//! - tenant API keys `bhk_<key id>_<secret>`: the key id is visible and finds the stored
+//!   record, the 256-bit secret is checked against its stored SHA-256;
+//! - user tokens: JWTs signed with HS256 by the tenant's signing secret, with claims `tid`,
+//!   `sub`, `exp` (required) and optional `iat`.
+//!
+//! Which credential may do what is decided in one table, [`allows`], which every REST route
+//! consults through [`authorize`].
+
+use std::{
+    fs,
+    io::Write,
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+};
+
+use actix_web::HttpRequest;
+use bulkhead_proto::{ErrorCode, KeyRole};
+use bulkhead_storage::{ApiKeyRecord, KeyRole as StoredRole, Storage, TenantId};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+
+const API_KEY_PREFIX: &str = "bhk_";
+
+/// Who is calling the REST API.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    PlatformAdmin,
+    TenantKey {
+        tenant: TenantId,
+        role: KeyRole,
+        key_id: String,
+    },
+}
+
+impl std::fmt::Display for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Principal::PlatformAdmin => f.write_str("platform admin"),
+            Principal::TenantKey { tenant, role, key_id } => write!(f, "{role:?} key {key_id} of tenant {tenant}"),
+        }
+    }
+}
+
+/// What a REST route does, for the authorization table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    CreateTenant,
+    ListTenants,
+    ReadTenant,
+    UpdateTenant,
+    DeleteTenant,
+    ReadUsage,
+    ManageUsers,
+    ReadUsers,
+    ManageConversations,
+    ReadConversations,
+    ReadMessages,
+    SendMessages,
+    MintTokens,
+    ManageKeys,
+}
+
+/// The authorization table: deny by default, one row per role.
+pub fn allows(principal: &Principal, action: Action) -> bool {
+    use Action::*;
+    let role = match principal {
+        Principal::PlatformAdmin => return true,
+        Principal::TenantKey { role, .. } => *role,
+    };
+    match role {
+        KeyRole::Admin => !matches!(action, CreateTenant | ListTenants | UpdateTenant | DeleteTenant),
+        KeyRole::Auditor => matches!(action, ReadTenant | ReadUsage),
+        KeyRole::Service => matches!(
+            action,
+            ManageUsers | ReadUsers | ManageConversations | ReadConversations | ReadMessages | SendMessages | MintTokens
+        ),
+    }
+}
+
+/// Checks that `principal` may perform `action` on `tenant` (`None` for platform routes).
+/// A tenant credential on another tenant's path gets `not_found`, exactly as if that tenant
+/// did not exist, so keys cannot be used to probe for tenant ids.
+pub fn authorize(principal: &Principal, action: Action, tenant: Option<&TenantId>) -> Result<(), ApiError> {
+    match (principal, tenant) {
+        (Principal::TenantKey { tenant: own, .. }, Some(target)) if own != target => {
+            return Err(ApiError::not_found(format!("tenant {target}")));
+        }
+        (Principal::TenantKey { .. }, None) => {
+            return Err(ApiError::forbidden("this route needs the platform admin token"));
+        }
+        _ => {}
+    }
+    if allows(principal, action) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!("the credential's role may not perform {action:?}")))
+    }
+}
+
+/// The bearer credential of a request: `Authorization: Bearer …`, or `?token=…` when
+/// `allow_query` (browsers cannot set headers on a WebSocket upgrade).
+pub fn bearer(req: &HttpRequest, allow_query: bool) -> Option<String> {
+    if let Some(value) = req.headers().get("authorization").and_then(|v| v.to_str().ok()) {
+        let mut parts = value.splitn(2, ' ');
+        let scheme = parts.next().unwrap_or_default();
+        let credential = parts.next().unwrap_or_default().trim();
+        if scheme.eq_ignore_ascii_case("bearer") && !credential.is_empty() {
+            return Some(credential.to_owned());
+        }
+        return None;
+    }
+    if allow_query {
+        let query = req.query_string();
+        for pair in query.split('&') {
+            if let Some(token) = pair.strip_prefix("token=") {
+                return Some(token.to_owned());
+            }
+        }
+    }
+    None
+}
+
+// ---- platform admin token ----
+
+/// The platform admin token, kept only as its SHA-256.
+pub struct AdminToken {
+    sha256: [u8; 32],
+}
+
+impl AdminToken {
+    pub fn from_token(token: &str) -> Self {
+        AdminToken { sha256: sha256(token.as_bytes()) }
+    }
+
+    pub fn matches(&self, credential: &str) -> bool {
+        self.sha256.ct_eq(&sha256(credential.as_bytes())).into()
+    }
+
+    /// The configured token, or the one stored in `<data_dir>/admin.token`, generated with mode
+    /// 0600 on first start. Logs the file's path, never the token.
+    pub fn load_or_generate(configured: Option<&str>, data_dir: &Path) -> std::io::Result<Self> {
+        if let Some(token) = configured.filter(|t| !t.is_empty()) {
+            return Ok(AdminToken::from_token(token));
+        }
+        let path = admin_token_path(data_dir);
+        if path.exists() {
+            let token = fs::read_to_string(&path)?;
+            tracing::info!(path = %path.display(), "using the platform admin token stored in the data directory");
+            return Ok(AdminToken::from_token(token.trim()));
+        }
+
+        let token = format!("bha_{}", random_hex(32));
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        file.write_all(token.as_bytes())?;
+        file.sync_all()?;
+        tracing::warn!(path = %path.display(), "generated a platform admin token; read it from this file");
+        Ok(AdminToken::from_token(&token))
+    }
+}
+
+pub fn admin_token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.token")
+}
+
+// ---- API keys ----
+
+/// A newly created API key: the record to store and the key to show once.
+pub struct NewApiKey {
+    pub record: ApiKeyRecord,
+    pub key: String,
+}
+
+pub fn new_api_key(tenant: &TenantId, role: KeyRole, name: Option<String>) -> NewApiKey {
+    let id = random_hex(6);
+    let secret = random_hex(32);
+    let record = ApiKeyRecord {
+        id: id.clone(),
+        tenant: tenant.clone(),
+        role: stored_role(role),
+        name,
+        secret_sha256: sha256(secret.as_bytes()),
+        created_at_ms: bulkhead_storage::now_ms(),
+    };
+    NewApiKey {
+        record,
+        key: format!("{API_KEY_PREFIX}{id}_{secret}"),
+    }
+}
+
+/// Finds the principal behind a REST credential, or `unauthorized`.
+pub fn authenticate(credential: Option<&str>, admin: &AdminToken, storage: &Storage) -> Result<Principal, ApiError> {
+    let Some(credential) = credential else {
+        return Err(ApiError::unauthorized("missing credential; send Authorization: Bearer <token or API key>"));
+    };
+    if admin.matches(credential) {
+        return Ok(Principal::PlatformAdmin);
+    }
+
+    let invalid = || ApiError::unauthorized("invalid credential");
+    let rest = credential.strip_prefix(API_KEY_PREFIX).ok_or_else(invalid)?;
+    let (key_id, secret) = rest.split_once('_').ok_or_else(invalid)?;
+    let record = storage.api_key(key_id)?.ok_or_else(invalid)?;
+    if !bool::from(record.secret_sha256.ct_eq(&sha256(secret.as_bytes()))) {
+        return Err(invalid());
+    }
+    Ok(Principal::TenantKey {
+        tenant: record.tenant,
+        role: wire_role(record.role),
+        key_id: record.id,
+    })
+}
+
+pub fn stored_role(role: KeyRole) -> StoredRole {
+    match role {
+        KeyRole::Admin => StoredRole::Admin,
+        KeyRole::Auditor => StoredRole::Auditor,
+        KeyRole::Service => StoredRole::Service,
+    }
+}
+
+pub fn wire_role(role: StoredRole) -> KeyRole {
+    match role {
+        StoredRole::Admin => KeyRole::Admin,
+        StoredRole::Auditor => KeyRole::Auditor,
+        StoredRole::Service => KeyRole::Service,
+    }
+}
+
+// ---- user tokens (JWT) ----
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub tid: String,
+    pub sub: String,
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+}
+
+pub fn mint_user_token(tenant: &TenantId, user: &str, ttl_secs: u64, signing_secret: &str) -> Result<(String, u64), ApiError> {
+    let now = bulkhead_storage::now_ms() / 1000;
+    let claims = Claims {
+        tid: tenant.to_string(),
+        sub: user.to_owned(),
+        exp: now + ttl_secs,
+        iat: Some(now),
+    };
+    let token = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(signing_secret.as_bytes()),
+    )
+    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("failed to sign token: {e}")))?;
+    Ok((token, claims.exp))
+}
+
+/// The tenant a token claims, read before the signature is checked so that the right
+/// tenant's secret can be used to check it. Nothing read here is trusted until
+/// [`verify_user_token`] succeeds.
+pub fn claimed_tenant(token: &str) -> Result<TenantId, ApiError> {
+    let data = jsonwebtoken::dangerous::insecure_decode::<Claims>(token)
+        .map_err(|_| ApiError::unauthorized("invalid token"))?;
+    TenantId::parse(&data.claims.tid).map_err(|_| ApiError::unauthorized("invalid token"))
+}
+
+/// Checks the signature (HS256 only), `exp` and the `tid` claim. Returns the user id.
+pub fn verify_user_token(token: &str, tenant: &TenantId, signing_secret: &str, leeway_secs: u64) -> Result<String, ApiError> {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.leeway = leeway_secs;
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(signing_secret.as_bytes()), &validation)
+        .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))?;
+    if data.claims.tid != tenant.as_str() {
+        return Err(ApiError::unauthorized("invalid token: tid does not match"));
+    }
+    Ok(data.claims.sub)
+}
+
+// ---- helpers ----
+
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// `bytes` random bytes from the OS-seeded generator, hex-encoded.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(role: KeyRole) -> Principal {
+        Principal::TenantKey {
+            tenant: TenantId::parse("acme").unwrap(),
+            role,
+            key_id: "k".into(),
+        }
+    }
+
+    #[test]
+    fn auditor_reads_no_messages() {
+        assert!(allows(&key(KeyRole::Auditor), Action::ReadUsage));
+        assert!(!allows(&key(KeyRole::Auditor), Action::ReadMessages));
+        assert!(!allows(&key(KeyRole::Auditor), Action::MintTokens));
+    }
+
+    #[test]
+    fn tenant_admin_cannot_delete_its_tenant() {
+        assert!(!allows(&key(KeyRole::Admin), Action::DeleteTenant));
+        assert!(allows(&key(KeyRole::Admin), Action::ManageKeys));
+        assert!(!allows(&key(KeyRole::Service), Action::ManageKeys));
+    }
+
+    #[test]
+    fn foreign_tenant_path_is_not_found() {
+        let other = TenantId::parse("globex").unwrap();
+        let err = authorize(&key(KeyRole::Admin), Action::ReadUsers, Some(&other)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::NotFound);
+    }
+
+    #[test]
+    fn token_roundtrip_and_wrong_secret() {
+        let tenant = TenantId::parse("acme").unwrap();
+        let (token, _) = mint_user_token(&tenant, "alice", 60, "s1").unwrap();
+        assert_eq!(claimed_tenant(&token).unwrap(), tenant);
+        assert_eq!(verify_user_token(&token, &tenant, "s1", 0).unwrap(), "alice");
+        assert!(verify_user_token(&token, &tenant, "s2", 0).is_err());
+        let other = TenantId::parse("globex").unwrap();
+        assert!(verify_user_token(&token, &other, "s1", 0).is_err());
+    }
+
+    #[test]
+    fn admin_token_file_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = AdminToken::load_or_generate(None, dir.path()).unwrap();
+        let path = admin_token_path(dir.path());
+        let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&path).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600);
+        let token = fs::read_to_string(&path).unwrap();
+        assert!(first.matches(&token));
+        let second = AdminToken::load_or_generate(None, dir.path()).unwrap();
+        assert!(second.matches(&token));
+    }
+}

@@ -1,0 +1,112 @@
+//! The one place where internal errors become wire error codes.
+
+use actix_web::{http::StatusCode, HttpResponse, ResponseError};
+use bulkhead_engine::EngineError;
+use bulkhead_proto::{ErrorBody, ErrorCode, RestError};
+use bulkhead_storage::{IdError, StorageError};
+
+/// An error as the client sees it: a stable code and a message.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub retry_after_ms: Option<u64>,
+    pub resource: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+            retry_after_ms: None,
+            resource: None,
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::InvalidRequest, message)
+    }
+
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        ApiError::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::Unauthorized, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::Forbidden, message)
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            code: self.code,
+            message: self.message.clone(),
+            retry_after_ms: self.retry_after_ms,
+            resource: self.resource.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(ms) = self.retry_after_ms {
+            response.insert_header(("Retry-After", ms.div_ceil(1000).to_string()));
+        }
+        response.json(RestError { error: self.body() })
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(err: EngineError) -> Self {
+        match err {
+            EngineError::NotFound(what) => ApiError::not_found(what),
+            EngineError::InvalidRequest(message) => ApiError::invalid(message),
+            EngineError::Conflict(what) => ApiError::new(ErrorCode::Conflict, format!("{what} already exists")),
+            EngineError::TenantSuspended(tenant) => {
+                ApiError::new(ErrorCode::TenantSuspended, format!("tenant {tenant} is suspended"))
+            }
+            EngineError::ActorStopped(_) | EngineError::ShuttingDown => {
+                let mut error = ApiError::new(ErrorCode::Internal, err.to_string());
+                error.retry_after_ms = Some(100);
+                error
+            }
+            EngineError::Storage(err) => err.into(),
+            other => internal(other),
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(err: StorageError) -> Self {
+        match err {
+            StorageError::TenantNotFound(tenant) => ApiError::not_found(format!("tenant {tenant}")),
+            other => internal(other),
+        }
+    }
+}
+
+impl From<IdError> for ApiError {
+    fn from(err: IdError) -> Self {
+        ApiError::invalid(err.to_string())
+    }
+}
+
+/// Logs the cause and hides it from the client, which gets a generic message.
+fn internal(err: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %err, "internal error");
+    ApiError::new(ErrorCode::Internal, "internal error; nothing acknowledged before it is lost")
+}

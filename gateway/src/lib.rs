@@ -1,0 +1,17 @@
+//! bulkhead's gateway: the process's front door.
+//!
+//! It authenticates every caller (platform admin token, tenant API keys, user JWTs), turns
+//! REST calls and WebSocket frames into engine operations on exactly one tenant, maps every
+//! failure to a stable wire error code (see [`error`]), and serves `/metrics`. Request
+//! handlers receive a [`state::TenantContext`] from the authentication layer; they never
+//! take a tenant id from a request body.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+mod rest;
+pub mod server;
+mod state;
+mod telemetry;
+mod validate;
+mod ws;

@@ -1,0 +1,98 @@
+//! The `bulkhead` binary.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use bulkhead_gateway::{
+    config::{Config, LogFormat},
+    server,
+};
+use bulkhead_storage::Durability;
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "bulkhead", version, about = "Multi-tenant real-time messaging server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Configuration file (TOML); see bulkhead.toml in the repository for every setting.
+    #[arg(long, env = "BULKHEAD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:8080; port 0 picks a free port.
+    #[arg(long, env = "BULKHEAD_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Directory for the database and the generated admin token.
+    #[arg(long, env = "BULKHEAD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// When a send is acknowledged: after the WAL is synced (fsync) or written (wal).
+    #[arg(long, env = "BULKHEAD_DURABILITY")]
+    durability: Option<DurabilityArg>,
+    /// Log format.
+    #[arg(long, env = "BULKHEAD_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DurabilityArg {
+    Fsync,
+    Wal,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Reads FAILPOINTS for the failure tests; fail points are compiled only into test builds.
+    let _fail_scenario = fail::FailScenario::setup();
+
+    match cli.command {
+        Command::Serve(args) => {
+            let config = match build_config(args) {
+                Ok(config) => config,
+                Err(message) => {
+                    eprintln!("error: {message}");
+                    return ExitCode::from(2);
+                }
+            };
+            let result = actix_web::rt::System::new().block_on(server::serve(config));
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => {
+                    eprintln!("error: {message}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// File, then environment, then flags: clap already folds the environment into the flags.
+fn build_config(args: ServeArgs) -> Result<Config, String> {
+    let mut config = Config::load(args.config.as_deref())?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(data_dir) = args.data_dir {
+        config.data_dir = data_dir;
+    }
+    if let Some(durability) = args.durability {
+        config.storage.durability = match durability {
+            DurabilityArg::Fsync => Durability::Fsync,
+            DurabilityArg::Wal => Durability::Wal,
+        };
+    }
+    if let Some(format) = args.log_format {
+        config.log_format = format;
+    }
+    if let Ok(token) = std::env::var("BULKHEAD_ADMIN_TOKEN") {
+        config.admin_token = Some(token);
+    }
+    Ok(config)
+}

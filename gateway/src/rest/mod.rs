@@ -1,0 +1,60 @@
+//! The REST API under `/v1`, plus `/healthz`, `/readyz` and `/metrics`.
+
+mod conversations;
+mod convert;
+mod credentials;
+mod health;
+mod tenants;
+mod users;
+
+use actix_web::web;
+
+use crate::error::ApiError;
+
+/// Largest REST request body. Message bodies are further limited by the tenant's
+/// `max_message_bytes`; this only stops a runaway upload early.
+const MAX_REST_BODY_BYTES: usize = 4 << 20;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(MAX_REST_BODY_BYTES)
+            .error_handler(|err, _| ApiError::invalid(format!("invalid JSON body: {err}")).into()),
+    )
+    .app_data(
+        web::QueryConfig::default()
+            .error_handler(|err, _| ApiError::invalid(format!("invalid query string: {err}")).into()),
+    )
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|err, _| ApiError::invalid(format!("invalid path: {err}")).into()),
+    )
+    .service(health::healthz)
+    .service(health::readyz)
+    .service(health::metrics);
+
+    cfg.service(
+        web::scope("/v1/tenants")
+            .service(tenants::create_tenant)
+            .service(tenants::list_tenants)
+            .service(tenants::get_tenant)
+            .service(tenants::patch_tenant)
+            .service(tenants::delete_tenant)
+            .service(tenants::usage)
+            .service(users::create)
+            .service(users::list)
+            .service(users::get)
+            .service(users::delete)
+            .service(conversations::create)
+            .service(conversations::list)
+            .service(conversations::get)
+            .service(conversations::add_member)
+            .service(conversations::remove_member)
+            .service(conversations::history)
+            .service(conversations::post_message)
+            .service(credentials::mint_token)
+            .service(credentials::create_key)
+            .service(credentials::list_keys)
+            .service(credentials::delete_key),
+    );
+}

@@ -1,0 +1,82 @@
+//! Starting and stopping the server.
+
+use std::{sync::Arc, time::Duration};
+
+use actix_web::{web, App, HttpServer};
+use bulkhead_engine::Engine;
+use bulkhead_storage::Storage;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::{auth::AdminToken, config::Config, rest, state::AppState, telemetry, ws};
+
+/// How long a stopping server waits for sessions to finish their in-flight requests and
+/// close, before it stops anyway. Sends still waiting then are not acknowledged, but every
+/// acknowledged send is already durable.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Opens the database, starts the engine and serves until SIGTERM or SIGINT.
+pub async fn serve(config: Config) -> Result<(), String> {
+    telemetry::init_logging(config.log_format);
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("failed to create data directory {}: {e}", config.data_dir.display()))?;
+
+    let db_path = config.data_dir.join("db");
+    let storage = Storage::open(&db_path, &config.storage).map_err(|e| e.to_string())?;
+    tracing::info!(path = %db_path.display(), durability = ?config.storage.durability, "database opened");
+
+    let admin = AdminToken::load_or_generate(config.admin_token.as_deref(), &config.data_dir)
+        .map_err(|e| format!("failed to set up the platform admin token: {e}"))?;
+    let engine = Engine::start(storage, config.engine.clone());
+
+    let state = web::Data::new(AppState {
+        engine: engine.clone(),
+        admin,
+        config: Arc::new(config.clone()),
+        metrics: telemetry::install_metrics(),
+    });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(rest::configure)
+            .service(ws::upgrade)
+    })
+    .disable_signals()
+    .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+    .bind(config.listen)
+    .map_err(|e| format!("failed to listen on {}: {e}", config.listen))?;
+
+    for addr in server.addrs() {
+        tracing::info!(%addr, "listening on {addr}");
+    }
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(stop_on_signal(engine.clone(), handle));
+
+    server.await.map_err(|e| format!("server failed: {e}"))?;
+    engine.stop_workers();
+    tracing::info!("server stopped");
+    Ok(())
+}
+
+/// On SIGTERM or SIGINT: take no new work, let sessions finish their in-flight requests and
+/// close with 1001, then stop the HTTP server gracefully.
+async fn stop_on_signal(engine: Arc<Engine>, server: actix_web::dev::ServerHandle) {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("failed to install signal handlers; stop the server with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
+    }
+
+    engine.begin_shutdown();
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while engine.open_sessions() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if engine.open_sessions() > 0 {
+        tracing::warn!(sessions = engine.open_sessions(), "sessions still open after the grace period");
+    }
+    server.stop(true).await;
+}

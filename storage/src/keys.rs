@@ -1,0 +1,177 @@
+//! Key layout.
+//!
+//! `sys` column family:
+//!
+//! | key | value |
+//! |---|---|
+//! | `t/<tenant>` | `TenantRecord` |
+//! | `k/<key id>` | `ApiKeyRecord` |
+//! | `K/<len><tenant><key id>` | empty: index of a tenant's keys |
+//!
+//! Tenant key space (the column family `t.<tenant>`, after the tenant prefix, which is empty
+//! for the `cf` tier). `<len>` is one byte holding the length of the id that follows, so no id
+//! can be a prefix of another and range scans stay inside one conversation:
+//!
+//! | key | value |
+//! |---|---|
+//! | `u<user>` | `UserRecord` |
+//! | `c<conv>` | `ConversationRecord` |
+//! | `x<len><user><conv>` | empty: the conversations a user is a member of |
+//! | `m<len><conv><seq: u64 big-endian>` | `MessageRecord` |
+//! | `i<len><conv><client_msg_id>` | `u64` seq: the idempotency index |
+//! | `r<len><conv><user>` | `u64` seq: the user's read marker |
+
+pub const SYS_CF: &str = "sys";
+pub const TENANT_CF_PREFIX: &str = "t.";
+
+pub fn tenant_cf_name(tenant: &str) -> String {
+    format!("{TENANT_CF_PREFIX}{tenant}")
+}
+
+pub fn sys_tenant(tenant: &str) -> Vec<u8> {
+    [b"t/", tenant.as_bytes()].concat()
+}
+
+pub const SYS_TENANT_PREFIX: &[u8] = b"t/";
+
+pub fn sys_key(key_id: &str) -> Vec<u8> {
+    [b"k/", key_id.as_bytes()].concat()
+}
+
+pub fn sys_tenant_key_index(tenant: &str, key_id: &str) -> Vec<u8> {
+    let mut key = sys_tenant_key_index_prefix(tenant);
+    key.extend_from_slice(key_id.as_bytes());
+    key
+}
+
+pub fn sys_tenant_key_index_prefix(tenant: &str) -> Vec<u8> {
+    let mut key = b"K/".to_vec();
+    push_len_prefixed(&mut key, tenant);
+    key
+}
+
+/// Builds keys inside one tenant's key space. Every key starts with `prefix`, which is how
+/// the `shared` tier separates tenants that share one column family.
+#[derive(Debug, Clone)]
+pub struct TenantKeys {
+    prefix: Vec<u8>,
+}
+
+impl TenantKeys {
+    pub fn new(prefix: Vec<u8>) -> Self {
+        TenantKeys { prefix }
+    }
+
+    fn start(&self, tag: u8) -> Vec<u8> {
+        let mut key = Vec::with_capacity(self.prefix.len() + 48);
+        key.extend_from_slice(&self.prefix);
+        key.push(tag);
+        key
+    }
+
+    pub fn user(&self, user: &str) -> Vec<u8> {
+        let mut key = self.start(b'u');
+        key.extend_from_slice(user.as_bytes());
+        key
+    }
+
+    pub fn users_prefix(&self) -> Vec<u8> {
+        self.start(b'u')
+    }
+
+    pub fn conversation(&self, conv: &str) -> Vec<u8> {
+        let mut key = self.start(b'c');
+        key.extend_from_slice(conv.as_bytes());
+        key
+    }
+
+    pub fn conversations_prefix(&self) -> Vec<u8> {
+        self.start(b'c')
+    }
+
+    pub fn membership(&self, user: &str, conv: &str) -> Vec<u8> {
+        let mut key = self.memberships_prefix(user);
+        key.extend_from_slice(conv.as_bytes());
+        key
+    }
+
+    pub fn memberships_prefix(&self, user: &str) -> Vec<u8> {
+        let mut key = self.start(b'x');
+        push_len_prefixed(&mut key, user);
+        key
+    }
+
+    pub fn message(&self, conv: &str, seq: u64) -> Vec<u8> {
+        let mut key = self.messages_prefix(conv);
+        key.extend_from_slice(&seq.to_be_bytes());
+        key
+    }
+
+    pub fn messages_prefix(&self, conv: &str) -> Vec<u8> {
+        let mut key = self.start(b'm');
+        push_len_prefixed(&mut key, conv);
+        key
+    }
+
+    pub fn idempotency(&self, conv: &str, client_msg_id: &str) -> Vec<u8> {
+        let mut key = self.start(b'i');
+        push_len_prefixed(&mut key, conv);
+        key.extend_from_slice(client_msg_id.as_bytes());
+        key
+    }
+
+    pub fn read_marker(&self, conv: &str, user: &str) -> Vec<u8> {
+        let mut key = self.start(b'r');
+        push_len_prefixed(&mut key, conv);
+        key.extend_from_slice(user.as_bytes());
+        key
+    }
+}
+
+/// Appends `id` preceded by its length in one byte. Ids are validated to at most 128 bytes
+/// (tenant ids 63), so the length always fits.
+fn push_len_prefixed(key: &mut Vec<u8>, id: &str) {
+    let len = u8::try_from(id.len()).expect("ids are at most 255 bytes long");
+    key.push(len);
+    key.extend_from_slice(id.as_bytes());
+}
+
+/// The smallest key greater than every key that starts with `prefix`, for use as an exclusive
+/// upper bound of a prefix scan. `None` when no such key exists (the prefix is all 0xFF).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversation_prefixes_do_not_overlap() {
+        let keys = TenantKeys::new(Vec::new());
+        let short = keys.messages_prefix("a");
+        let long = keys.message("ab", 1);
+        assert!(!long.starts_with(&short));
+    }
+
+    #[test]
+    fn message_keys_sort_by_seq() {
+        let keys = TenantKeys::new(Vec::new());
+        assert!(keys.message("c", 255) < keys.message("c", 256));
+        assert!(keys.message("c", 1) < keys.message("c", u64::MAX));
+    }
+
+    #[test]
+    fn prefix_end_bounds_the_prefix() {
+        assert_eq!(prefix_end(b"ab").unwrap(), b"ac");
+        assert_eq!(prefix_end(&[1, 0xFF]).unwrap(), vec![2]);
+        assert_eq!(prefix_end(&[0xFF]), None);
+    }
+}

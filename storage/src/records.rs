@@ -1,0 +1,102 @@
+//! Stored record types. Each is encoded by [`crate::codec`]; changing a field needs a new
+//! format version and a decoder for the old layout.
+
+use serde::{Deserialize, Serialize};
+
+use crate::TenantId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Tier {
+    Shared,
+    Cf,
+    Dedicated,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TenantStatus {
+    Active,
+    Suspended,
+}
+
+/// Per-tenant resource limits, as stored. Units are in the names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaLimits {
+    pub cpu_millicores: u64,
+    pub memory_bytes: u64,
+    pub ingress_bytes_per_sec: u64,
+    pub egress_bytes_per_sec: u64,
+    pub max_connections: u64,
+    pub max_message_bytes: u64,
+    pub max_storage_bytes: u64,
+    pub weight: u64,
+}
+
+/// A tenant in the registry (`sys` column family).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    pub id: TenantId,
+    pub name: String,
+    pub tier: Tier,
+    pub status: TenantStatus,
+    pub quotas: QuotaLimits,
+    pub features: Vec<String>,
+    /// HS256 secret that the tenant's backend signs user tokens with. It must be readable to
+    /// verify tokens, so unlike API keys it is not hashed.
+    // TODO: encrypt signing secrets at rest with a key outside the database.
+    pub signing_secret: String,
+    pub created_at_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyRole {
+    Admin,
+    Auditor,
+    Service,
+}
+
+/// A tenant API key. Only the SHA-256 of the secret part is stored; the key itself is shown
+/// once, when it is created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub tenant: TenantId,
+    pub role: KeyRole,
+    pub name: Option<String>,
+    pub secret_sha256: [u8; 32],
+    pub created_at_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub id: String,
+    pub display_name: Option<String>,
+    pub created_at_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConversationKind {
+    Direct,
+    Group,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationRecord {
+    pub id: String,
+    pub kind: ConversationKind,
+    pub name: Option<String>,
+    /// Member user ids, sorted and without duplicates.
+    pub members: Vec<String>,
+    pub created_at_ms: u64,
+}
+
+/// One accepted message. The conversation id and `seq` are also in the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub seq: u64,
+    pub from: String,
+    pub client_msg_id: String,
+    pub ts_ms: u64,
+    /// The message body as JSON text, exactly as the client sent it. postcard cannot encode a
+    /// self-describing JSON value, and keeping the text avoids a parse on every delivery.
+    pub body_json: String,
+}

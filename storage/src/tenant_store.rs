@@ -1,0 +1,287 @@
+//! The tenant-scoped store: the only storage type the engine and the request handlers see.
+
+use std::{fmt, sync::Arc};
+
+use rocksdb::{Direction, IteratorMode, ReadOptions};
+
+use crate::{
+    codec,
+    committer::{Committer, Db, Op},
+    keys::{prefix_end, TenantKeys},
+    ConvId, ConversationRecord, MessageRecord, Result, StorageError, TenantId, UserId, UserRecord,
+};
+
+/// Storage bound to one tenant. Every key it reads or writes is built by [`TenantKeys`] inside
+/// the tenant's column family and prefix; no method takes a tenant id or a raw key, so code that
+/// holds a `TenantStore` cannot reach another tenant's data.
+#[derive(Clone)]
+pub struct TenantStore {
+    db: Arc<Db>,
+    committer: Committer,
+    cf: Arc<str>,
+    keys: TenantKeys,
+    tenant: TenantId,
+}
+
+impl fmt::Debug for TenantStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantStore").field("tenant", &self.tenant).finish()
+    }
+}
+
+/// Writes collected for one durable commit in one tenant's key space.
+pub struct TenantBatch {
+    cf: Arc<str>,
+    keys: TenantKeys,
+    ops: Vec<Op>,
+}
+
+impl TenantBatch {
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push(Op::Put {
+            cf: self.cf.clone(),
+            key,
+            value,
+        });
+    }
+
+    fn delete(&mut self, key: Vec<u8>) {
+        self.ops.push(Op::Delete {
+            cf: self.cf.clone(),
+            key,
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    pub fn put_user(&mut self, user: &UserRecord) {
+        self.put(self.keys.user(&user.id), codec::encode(user));
+    }
+
+    pub fn delete_user(&mut self, user: &UserId) {
+        self.delete(self.keys.user(user.as_str()));
+    }
+
+    pub fn put_conversation(&mut self, conversation: &ConversationRecord) {
+        self.put(self.keys.conversation(&conversation.id), codec::encode(conversation));
+    }
+
+    pub fn put_membership(&mut self, user: &str, conv: &str) {
+        self.put(self.keys.membership(user, conv), Vec::new());
+    }
+
+    pub fn delete_membership(&mut self, user: &str, conv: &str) {
+        self.delete(self.keys.membership(user, conv));
+    }
+
+    /// Stores the message and its idempotency index entry.
+    pub fn put_message(&mut self, conv: &ConvId, message: &MessageRecord) {
+        self.put(self.keys.message(conv.as_str(), message.seq), codec::encode(message));
+        self.put(
+            self.keys.idempotency(conv.as_str(), &message.client_msg_id),
+            codec::encode(&message.seq),
+        );
+    }
+
+    pub fn put_read_marker(&mut self, conv: &ConvId, user: &UserId, seq: u64) {
+        self.put(self.keys.read_marker(conv.as_str(), user.as_str()), codec::encode(&seq));
+    }
+}
+
+impl TenantStore {
+    pub(crate) fn new(
+        db: Arc<Db>,
+        committer: Committer,
+        cf: Arc<str>,
+        prefix: Vec<u8>,
+        tenant: TenantId,
+    ) -> Self {
+        TenantStore {
+            db,
+            committer,
+            cf,
+            keys: TenantKeys::new(prefix),
+            tenant,
+        }
+    }
+
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    pub fn batch(&self) -> TenantBatch {
+        TenantBatch {
+            cf: self.cf.clone(),
+            keys: self.keys.clone(),
+            ops: Vec::new(),
+        }
+    }
+
+    /// Writes the batch with the database's durability; returns once it is durable.
+    pub async fn commit(&self, batch: TenantBatch) -> Result<()> {
+        if batch.ops.is_empty() {
+            return Ok(());
+        }
+        self.committer.commit(batch.ops).await
+    }
+
+    // ---- users ----
+
+    pub fn user(&self, user: &UserId) -> Result<Option<UserRecord>> {
+        self.get_decoded("user record", &self.keys.user(user.as_str()))
+    }
+
+    pub fn users(&self) -> Result<Vec<UserRecord>> {
+        self.scan_prefix(&self.keys.users_prefix(), usize::MAX)?
+            .into_iter()
+            .map(|(_, value)| codec::decode("user record", &value))
+            .collect()
+    }
+
+    // ---- conversations ----
+
+    pub fn conversation(&self, conv: &ConvId) -> Result<Option<ConversationRecord>> {
+        self.get_decoded("conversation record", &self.keys.conversation(conv.as_str()))
+    }
+
+    pub fn conversations(&self) -> Result<Vec<ConversationRecord>> {
+        self.scan_prefix(&self.keys.conversations_prefix(), usize::MAX)?
+            .into_iter()
+            .map(|(_, value)| codec::decode("conversation record", &value))
+            .collect()
+    }
+
+    /// Ids of the conversations `user` is a member of, in id order.
+    pub fn conversations_of(&self, user: &UserId) -> Result<Vec<ConvId>> {
+        let prefix = self.keys.memberships_prefix(user.as_str());
+        self.scan_prefix(&prefix, usize::MAX)?
+            .into_iter()
+            .map(|(key, _)| {
+                let id = std::str::from_utf8(&key[prefix.len()..]).map_err(|e| StorageError::Decode {
+                    what: "membership key",
+                    reason: e.to_string(),
+                })?;
+                ConvId::parse(id).map_err(|e| StorageError::Decode {
+                    what: "membership key",
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    // ---- messages ----
+
+    /// The seq of the newest message in `conv`, or 0 when it has none.
+    pub fn last_seq(&self, conv: &ConvId) -> Result<u64> {
+        let prefix = self.keys.messages_prefix(conv.as_str());
+        let upper = self.keys.message(conv.as_str(), u64::MAX);
+
+        let mut read_options = ReadOptions::default();
+        read_options.set_iterate_lower_bound(prefix.clone());
+        let cf = self.cf_handle()?;
+        let mut iter = self
+            .db
+            .iterator_cf_opt(&cf, read_options, IteratorMode::From(&upper, Direction::Reverse));
+        match iter.next() {
+            None => Ok(0),
+            Some(item) => {
+                let (key, _) = item.map_err(|e| self.read_error("failed to find the last seq", e))?;
+                Ok(seq_from_key(&key))
+            }
+        }
+    }
+
+    /// Messages with `after < seq < before`, at most `limit`. With `newest_first` the scan
+    /// starts at `before` and walks down (a `history` page before a point); otherwise it starts
+    /// at `after` and walks up. The result is always in ascending `seq` order. The returned
+    /// flag is true when more messages exist beyond the page in the direction of the scan.
+    pub fn messages(
+        &self,
+        conv: &ConvId,
+        after: u64,
+        before: u64,
+        limit: usize,
+        newest_first: bool,
+    ) -> Result<(Vec<MessageRecord>, bool)> {
+        if before <= after.saturating_add(1) || limit == 0 {
+            return Ok((Vec::new(), false));
+        }
+        let lower = self.keys.message(conv.as_str(), after + 1);
+        let upper = self.keys.message(conv.as_str(), before);
+
+        let mut read_options = ReadOptions::default();
+        read_options.set_iterate_lower_bound(lower.clone());
+        read_options.set_iterate_upper_bound(upper.clone());
+        let mode = if newest_first {
+            IteratorMode::End
+        } else {
+            IteratorMode::Start
+        };
+
+        let cf = self.cf_handle()?;
+        let mut items = Vec::with_capacity(limit.min(128));
+        let mut more = false;
+        for item in self.db.iterator_cf_opt(&cf, read_options, mode) {
+            let (_, value) = item.map_err(|e| self.read_error("failed to read messages", e))?;
+            if items.len() == limit {
+                more = true;
+                break;
+            }
+            items.push(codec::decode::<MessageRecord>("message record", &value)?);
+        }
+        if newest_first {
+            items.reverse();
+        }
+        Ok((items, more))
+    }
+
+    /// The seq that an earlier send with `client_msg_id` got in `conv`, if any.
+    pub fn seq_for_client_msg_id(&self, conv: &ConvId, client_msg_id: &str) -> Result<Option<u64>> {
+        self.get_decoded("idempotency entry", &self.keys.idempotency(conv.as_str(), client_msg_id))
+    }
+
+    pub fn read_marker(&self, conv: &ConvId, user: &UserId) -> Result<Option<u64>> {
+        self.get_decoded("read marker", &self.keys.read_marker(conv.as_str(), user.as_str()))
+    }
+
+    // ---- helpers ----
+
+    fn cf_handle(&self) -> Result<Arc<rocksdb::BoundColumnFamily<'_>>> {
+        self.db
+            .cf_handle(&self.cf)
+            .ok_or_else(|| StorageError::TenantNotFound(self.tenant.to_string()))
+    }
+
+    fn read_error(&self, context: &str, err: rocksdb::Error) -> StorageError {
+        StorageError::rocks(format!("{context} for tenant {}", self.tenant), err)
+    }
+
+    fn get_decoded<T: serde::de::DeserializeOwned>(&self, what: &'static str, key: &[u8]) -> Result<Option<T>> {
+        let cf = self.cf_handle()?;
+        let bytes = self
+            .db
+            .get_pinned_cf(&cf, key)
+            .map_err(|e| self.read_error("failed to read", e))?;
+        bytes.map(|b| codec::decode(what, &b)).transpose()
+    }
+
+    fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<(Box<[u8]>, Box<[u8]>)>> {
+        let mut read_options = ReadOptions::default();
+        if let Some(end) = prefix_end(prefix) {
+            read_options.set_iterate_upper_bound(end);
+        }
+        let cf = self.cf_handle()?;
+        self.db
+            .iterator_cf_opt(&cf, read_options, IteratorMode::From(prefix, Direction::Forward))
+            .take(limit)
+            .map(|item| item.map_err(|e| self.read_error("failed to scan", e)))
+            .collect()
+    }
+}
+
+fn seq_from_key(key: &[u8]) -> u64 {
+    let tail: [u8; 8] = key[key.len() - 8..].try_into().expect("message keys end with a u64");
+    u64::from_be_bytes(tail)
+}
