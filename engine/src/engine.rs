@@ -150,10 +150,18 @@ impl Engine {
         self.tenants.read().values().map(|t| t.connection_count()).sum()
     }
 
-    /// Stops the worker arbiters. Call after every session has closed.
+    /// Stops the worker arbiters and waits for their threads to end, which drops every actor
+    /// and with it every tenant store the actors held. Call after every session has closed.
     pub fn stop_workers(&self) {
-        for arbiter in self.arbiters.lock().drain(..) {
+        self.tenants.write().clear();
+        let arbiters: Vec<Arbiter> = self.arbiters.lock().drain(..).collect();
+        for arbiter in &arbiters {
             arbiter.stop();
+        }
+        for arbiter in arbiters {
+            if arbiter.join().is_err() {
+                tracing::error!("a worker thread panicked while stopping");
+            }
         }
     }
 }

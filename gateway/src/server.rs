@@ -26,7 +26,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
 
     let admin = AdminToken::load_or_generate(config.admin_token.as_deref(), &config.data_dir)
         .map_err(|e| format!("failed to set up the platform admin token: {e}"))?;
-    let engine = Engine::start(storage, config.engine.clone());
+    let engine = Engine::start(storage.clone(), config.engine.clone());
 
     let state = web::Data::new(AppState {
         engine: engine.clone(),
@@ -54,8 +54,26 @@ pub async fn serve(config: Config) -> Result<(), String> {
 
     server.await.map_err(|e| format!("server failed: {e}"))?;
     engine.stop_workers();
+    drop(engine);
+    close_storage(storage);
     tracing::info!("server stopped");
     Ok(())
+}
+
+/// Closes the database before the process exits. RocksDB's background threads must be
+/// stopped before the C++ static destructors run at exit, or the process can abort.
+fn close_storage(storage: Arc<Storage>) {
+    match Arc::try_unwrap(storage) {
+        Ok(storage) => drop(storage),
+        Err(shared) => {
+            // NOTE: a task that outlived its worker still holds the database; the WAL is
+            // synced so that nothing acknowledged depends on the missing close.
+            tracing::warn!(references = Arc::strong_count(&shared), "database still referenced at exit");
+            if let Err(err) = shared.sync_wal() {
+                tracing::error!(error = %err, "failed to sync the WAL at exit");
+            }
+        }
+    }
 }
 
 /// On SIGTERM or SIGINT: take no new work, let sessions finish their in-flight requests and

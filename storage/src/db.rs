@@ -208,6 +208,13 @@ impl Storage {
         self.db.cf_handle(&keys::tenant_cf_name(tenant)).is_some()
     }
 
+    /// Syncs the write-ahead log to disk.
+    pub fn sync_wal(&self) -> Result<()> {
+        self.db
+            .flush_wal(true)
+            .map_err(|e| StorageError::rocks("failed to sync the WAL", e))
+    }
+
     // ---- API keys ----
 
     pub async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<()> {

@@ -36,6 +36,17 @@ pub struct Tenant {
     pub signing_secret: String,
 }
 
+impl Tenant {
+    /// The same tenant's credentials aimed at `server`, e.g. after a restart on a new port.
+    pub fn at(&self, server: &TestServer) -> Tenant {
+        Tenant {
+            id: self.id.clone(),
+            rest: RestClient::new(server.http_url(), self.rest.credential()),
+            signing_secret: self.signing_secret.clone(),
+        }
+    }
+}
+
 pub async fn create_tenant(server: &TestServer, id: &str, users: &[&str]) -> Tenant {
     create_tenant_with_quotas(server, id, users, None).await
 }
