@@ -69,7 +69,7 @@ impl Engine {
         })
     }
 
-    /// The database, for platform-level reads (the tenant registry, API keys).
+    /// Returns the database, for platform-level reads (the tenant registry, API keys).
     pub fn storage(&self) -> &Arc<Storage> {
         &self.storage
     }
@@ -132,7 +132,7 @@ impl Engine {
         Ok(())
     }
 
-    /// Stops taking new work and asks every session to close with "going away". Sessions
+    /// Stops taking new work and tells every session to close with "going away". Sessions
     /// finish the requests they are waiting on before they close.
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::Relaxed);

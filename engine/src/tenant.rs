@@ -27,7 +27,7 @@ use crate::{
 
 type ConversationMap = Arc<RwLock<HashMap<ConvId, Addr<ConversationActor>>>>;
 
-/// A send as the engine sees it: an authenticated member, a conversation and a JSON body.
+/// A send in the engine's terms: an authenticated member, a conversation and a JSON body.
 #[derive(Debug, Clone)]
 pub struct SendRequest {
     pub from: UserId,
@@ -388,7 +388,7 @@ impl TenantHandle {
         result.await.map_err(|_| EngineError::ActorStopped("conversation"))?
     }
 
-    /// A page of history. With `member`, the conversation must have that member (a user's
+    /// Reads a page of history. With `member`, the conversation must have that member (a user's
     /// request); without, the caller is the tenant's backend. `before` wins over `after`.
     pub fn history(
         &self,

@@ -30,7 +30,7 @@ use crate::error::ApiError;
 
 const API_KEY_PREFIX: &str = "bhk_";
 
-/// Who is calling the REST API.
+/// The caller of a REST request.
 #[derive(Debug, Clone)]
 pub enum Principal {
     PlatformAdmin,
@@ -50,7 +50,7 @@ impl std::fmt::Display for Principal {
     }
 }
 
-/// What a REST route does, for the authorization table.
+/// The action a REST route performs, for the authorization table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     CreateTenant,
@@ -69,7 +69,8 @@ pub enum Action {
     ManageKeys,
 }
 
-/// The authorization table: deny by default, one row per role.
+/// Returns whether `principal` may perform `action`: the authorization table, which denies
+/// by default and has one row per role.
 pub fn allows(principal: &Principal, action: Action) -> bool {
     use Action::*;
     let role = match principal {
@@ -106,7 +107,7 @@ pub fn authorize(principal: &Principal, action: Action, tenant: Option<&TenantId
     }
 }
 
-/// The bearer credential of a request: `Authorization: Bearer …`, or `?token=…` when
+/// Extracts the bearer credential of a request: `Authorization: Bearer …`, or `?token=…` when
 /// `allow_query` (browsers cannot set headers on a WebSocket upgrade).
 pub fn bearer(req: &HttpRequest, allow_query: bool) -> Option<String> {
     if let Some(value) = req.headers().get("authorization").and_then(|v| v.to_str().ok()) {
@@ -145,7 +146,7 @@ impl AdminToken {
         self.sha256.ct_eq(&sha256(credential.as_bytes())).into()
     }
 
-    /// The configured token, or the one stored in `<data_dir>/admin.token`, generated with mode
+    /// Loads the configured token, or the one stored in `<data_dir>/admin.token`, generated with mode
     /// 0600 on first start. Logs the file's path, never the token.
     pub fn load_or_generate(configured: Option<&str>, data_dir: &Path) -> std::io::Result<Self> {
         if let Some(token) = configured.filter(|t| !t.is_empty()) {
@@ -267,7 +268,7 @@ pub fn mint_user_token(tenant: &TenantId, user: &str, ttl_secs: u64, signing_sec
     Ok((token, claims.exp))
 }
 
-/// The tenant a token claims, read before the signature is checked so that the right
+/// Reads the tenant a token claims, before the signature is checked so that the right
 /// tenant's secret can be used to check it. Nothing read here is trusted until
 /// [`verify_user_token`] succeeds.
 pub fn claimed_tenant(token: &str) -> Result<TenantId, ApiError> {

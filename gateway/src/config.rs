@@ -23,7 +23,7 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Clock skew allowed when checking a token's `exp`, in seconds.
     pub jwt_leeway_secs: u64,
-    /// Longest lifetime of a token minted through the REST API, in seconds.
+    /// Maximum lifetime of a token minted through the REST API, in seconds.
     pub max_token_ttl_secs: u64,
     pub storage: StorageOptions,
     pub engine: EngineConfig,

@@ -32,7 +32,7 @@ pub fn body_size(body_json: &str, max_message_bytes: u64) -> Result<(), ApiError
     Ok(())
 }
 
-/// A page size: default and maximum `MAX_PAGE_LIMIT`, at least 1.
+/// Checks a page size: at least 1, at most `MAX_PAGE_LIMIT`, which is also the default.
 pub fn page_limit(limit: Option<u32>) -> Result<usize, ApiError> {
     match limit {
         None => Ok(MAX_PAGE_LIMIT as usize),

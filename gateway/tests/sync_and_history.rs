@@ -43,7 +43,7 @@ async fn offline_member_catches_up() -> TestResult {
     assert!(!pages[0].more);
     assert_eq!(body_text(&pages[0].items[0]), "missed 4");
 
-    // With a small limit, `more` says to continue from the last seq received.
+    // With a small limit, `more` tells the client to continue from the last seq received.
     let mut cursor = last_seen;
     let mut collected = Vec::new();
     for _ in 0..10 {

@@ -17,7 +17,7 @@ use crate::{Result, StorageError};
 
 pub(crate) type Db = rocksdb::DBWithThreadMode<MultiThreaded>;
 
-/// How durable a write is before it is acknowledged.
+/// The durability a write has before it is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Durability {
@@ -59,7 +59,7 @@ struct CommitRequest {
 }
 
 /// Handle to the commit thread. Cloning it is cheap. When the last clone is dropped, the
-/// thread writes what was queued, stops, and is joined, so the database it holds is closed
+/// thread writes what was queued, stops, and is joined, so the database it keeps open is closed
 /// by the time the drop returns.
 #[derive(Clone)]
 pub(crate) struct Committer {
@@ -150,7 +150,7 @@ fn write_group(db: &Db, write_options: &WriteOptions, group: Vec<CommitRequest>)
             Ok(()) => Ok(()),
             Err(err) => Err(StorageError::rocks("group write", err.clone())),
         };
-        // The caller may have gone away (its session closed); the write stands regardless.
+        // The caller may have gone away (its session closed); the write is kept regardless.
         let _ = reply.send(outcome);
     }
 }

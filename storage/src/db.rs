@@ -203,7 +203,7 @@ impl Storage {
         )))
     }
 
-    /// Whether the tenant's column family exists; used by tests and by `readyz`.
+    /// Returns whether the tenant's column family exists; used by tests and by `readyz`.
     pub fn has_column_family(&self, tenant: &str) -> bool {
         self.db.cf_handle(&keys::tenant_cf_name(tenant)).is_some()
     }

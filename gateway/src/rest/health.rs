@@ -12,7 +12,7 @@ pub(super) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// Ready while the database answers and the server is not shutting down.
+/// Reports ready while the database responds and the server is not shutting down.
 #[get("/readyz")]
 pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if state.engine.is_shutting_down() {

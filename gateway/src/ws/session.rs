@@ -195,7 +195,7 @@ impl SessionLoop {
         Ok(())
     }
 
-    /// Answers an invalid frame with an error; too many in a row close the session.
+    /// Replies to an invalid frame with an error; too many in a row close the session.
     async fn reject(&mut self, id: Option<Box<serde_json::value::RawValue>>, error: ApiError) -> Result<(), Ending> {
         self.invalid_in_a_row += 1;
         let text = to_text(&ops::error_frame(id, error));
