@@ -6,7 +6,7 @@
 //! durable, its senders get their `ok` and every online session of every member gets the
 //! `message` event, in `seq` order.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use actix::{
     Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, Supervised, WrapFuture,
@@ -19,6 +19,8 @@ use crate::{
     error::{EngineError, Result},
     events,
     panic_guard::run_guarded,
+    quota::{thread_cpu_time, TenantQuota},
+    scheduler,
     sessions::{SessionId, SessionRegistry},
     tenant::SendOutcome,
 };
@@ -29,6 +31,7 @@ pub(crate) struct ConversationActor {
     store: TenantStore,
     conv: ConvId,
     sessions: Arc<SessionRegistry>,
+    quota: Arc<TenantQuota>,
     state: Option<LoadedState>,
     /// Why loading the state failed; every request gets this error until a restart succeeds.
     load_error: Option<String>,
@@ -53,9 +56,16 @@ enum Admission {
     Wait(SendOutcome),
 }
 
+/// A message of a group, with the session it came from and when it was accepted.
+struct Pending {
+    record: MessageRecord,
+    origin: Option<SessionId>,
+    accepted_at: Instant,
+}
+
 #[derive(Default)]
 struct Group {
-    messages: Vec<(MessageRecord, Option<SessionId>)>,
+    messages: Vec<Pending>,
     waiters: Vec<Waiter>,
 }
 
@@ -65,11 +75,12 @@ struct Waiter {
 }
 
 impl ConversationActor {
-    pub(crate) fn new(store: TenantStore, conv: ConvId, sessions: Arc<SessionRegistry>) -> Self {
+    pub(crate) fn new(store: TenantStore, conv: ConvId, sessions: Arc<SessionRegistry>, quota: Arc<TenantQuota>) -> Self {
         ConversationActor {
             store,
             conv,
             sessions,
+            quota,
             state: None,
             load_error: None,
             collecting: Group::default(),
@@ -160,7 +171,11 @@ impl ConversationActor {
             ts_ms,
             body_json,
         };
-        self.collecting.messages.push((record, origin));
+        self.collecting.messages.push(Pending {
+            record,
+            origin,
+            accepted_at: Instant::now(),
+        });
         Admission::Wait(SendOutcome { seq, ts_ms, duplicate: false })
     }
 
@@ -179,14 +194,16 @@ impl ConversationActor {
         self.in_flight = true;
 
         let mut batch = self.store.batch();
-        for (message, _) in &group.messages {
-            batch.put_message(&self.conv, message);
+        for pending in &group.messages {
+            batch.put_message(&self.conv, &pending.record);
         }
         let store = self.store.clone();
         let commit = async move { store.commit(batch).await }.instrument(self.span());
 
         ctx.spawn(commit.into_actor(self).map(move |result, actor, ctx| {
+            let cpu_start = thread_cpu_time();
             run_guarded(ACTOR, ctx, |ctx| actor.on_committed(group, result, ctx));
+            actor.charge_cpu_since(cpu_start);
         }));
     }
 
@@ -208,8 +225,8 @@ impl ConversationActor {
         fail::fail_point!("conversation-after-commit");
 
         if let Some(state) = self.state.as_mut() {
-            for (message, _) in &group.messages {
-                state.uncommitted_ids.remove(&message.client_msg_id);
+            for pending in &group.messages {
+                state.uncommitted_ids.remove(&pending.record.client_msg_id);
             }
         }
         for waiter in group.waiters {
@@ -220,22 +237,25 @@ impl ConversationActor {
         self.flush(ctx);
     }
 
-    fn deliver(&self, messages: &[(MessageRecord, Option<SessionId>)]) {
+    fn deliver(&self, messages: &[Pending]) {
         let Some(state) = self.state.as_ref() else {
             return;
         };
-        let tenant = self.store.tenant().to_string();
-        for (message, origin) in messages {
-            let frame = events::message_frame(&self.conv, message);
-            let mut reached = 0;
+        for pending in messages {
+            self.quota.metrics.message_in();
+            let frame = events::message_frame(&self.conv, &pending.record);
             for member in &state.members {
-                reached += self.sessions.push_to_user(member, &frame, *origin);
+                self.sessions
+                    .push_to_user(member, &frame, pending.origin, Some(pending.accepted_at));
             }
-            metrics::counter!("bulkhead_tenant_messages_total", "tenant" => tenant.clone(), "direction" => "out")
-                .increment(reached as u64);
         }
-        metrics::counter!("bulkhead_tenant_messages_total", "tenant" => tenant, "direction" => "in")
-            .increment(messages.len() as u64);
+    }
+
+    /// Charges the CPU used since `start` to the tenant's CPU cap and to the fair scheduler.
+    fn charge_cpu_since(&self, start: std::time::Duration) {
+        let used = thread_cpu_time().saturating_sub(start);
+        self.quota.charge_cpu(used);
+        scheduler::charge(self.store.tenant(), used);
     }
 }
 
@@ -277,6 +297,7 @@ impl Handler<SendMessage> for ConversationActor {
     type Result = ();
 
     fn handle(&mut self, msg: SendMessage, ctx: &mut Context<Self>) {
+        let cpu_start = thread_cpu_time();
         run_guarded(ACTOR, ctx, |ctx| {
             let SendMessage { from, client_msg_id, body_json, origin, reply } = msg;
             match self.admit(from, client_msg_id, body_json, origin) {
@@ -289,6 +310,7 @@ impl Handler<SendMessage> for ConversationActor {
                 }
             }
         });
+        self.charge_cpu_since(cpu_start);
     }
 }
 
@@ -430,7 +452,8 @@ impl Handler<MarkRead> for ConversationActor {
             let store = self.store.clone();
             let commit = async move { store.commit(batch).await };
             ctx.spawn(commit.into_actor(self).map(move |result, actor, _ctx| {
-                if result.is_ok() && msg.notify {
+                // Receipts are optional events, shed first when the tenant is over quota.
+                if result.is_ok() && msg.notify && !actor.quota.shedding() {
                     let frame = events::receipt_frame(&actor.conv, &msg.user, msg.seq);
                     actor.push_to_members(&frame, msg.origin);
                 }
@@ -461,11 +484,12 @@ impl Handler<Typing> for ConversationActor {
                     Err(EngineError::NotFound(format!("conversation {conv}")))
                 }
             });
-            if result.is_ok() {
+            // Typing events are never stored and are the first thing shed under pressure.
+            if result.is_ok() && !self.quota.shedding() {
                 let frame = events::typing_frame(&self.conv, &msg.user);
                 if let Some(state) = self.state.as_ref() {
                     for member in state.members.iter().filter(|m| **m != msg.user) {
-                        self.sessions.push_to_user(member, &frame, None);
+                        self.sessions.push_to_user(member, &frame, None, None);
                     }
                 }
             }
@@ -478,7 +502,7 @@ impl ConversationActor {
     fn push_to_members(&self, frame: &Arc<str>, skip: Option<SessionId>) {
         if let Some(state) = self.state.as_ref() {
             for member in &state.members {
-                self.sessions.push_to_user(member, frame, skip);
+                self.sessions.push_to_user(member, frame, skip, None);
             }
         }
     }

@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{EngineError, Result},
+    metrics::{self, TenantSnapshot},
+    quota::{Clock, MonotonicClock},
+    scheduler::SchedulerHandle,
     sessions::CloseReason,
     tenant::TenantHandle,
 };
@@ -28,6 +31,9 @@ pub struct EngineConfig {
     /// Largest group conversation. Fan-out cost grows with it; 1,000 keeps a delivery to every
     /// member within one scheduler turn on a small server, and may be raised.
     pub max_group_members: usize,
+    /// Undelivered bytes after which a session is closed as a slow consumer (code 4008).
+    /// 4 MiB is several seconds of a busy group chat on a mobile link.
+    pub max_session_pending_bytes: u64,
 }
 
 impl Default for EngineConfig {
@@ -35,6 +41,7 @@ impl Default for EngineConfig {
         EngineConfig {
             workers: 0,
             max_group_members: 1000,
+            max_session_pending_bytes: 4 << 20,
         }
     }
 }
@@ -43,6 +50,8 @@ pub struct Engine {
     storage: Arc<Storage>,
     config: EngineConfig,
     workers: Arc<[ArbiterHandle]>,
+    schedulers: Arc<[SchedulerHandle]>,
+    clock: Arc<dyn Clock>,
     arbiters: Mutex<Vec<Arbiter>>,
     tenants: RwLock<HashMap<TenantId, TenantHandle>>,
     shutting_down: AtomicBool,
@@ -57,12 +66,15 @@ impl Engine {
         };
         let arbiters: Vec<Arbiter> = (0..count).map(|_| Arbiter::new()).collect();
         let workers: Arc<[ArbiterHandle]> = arbiters.iter().map(|a| a.handle()).collect();
+        let schedulers: Arc<[SchedulerHandle]> = workers.iter().map(SchedulerHandle::start).collect();
         tracing::info!(workers = count, "engine started");
 
         Arc::new(Engine {
             storage,
             config,
             workers,
+            schedulers,
+            clock: Arc::new(MonotonicClock::new()),
             arbiters: Mutex::new(arbiters),
             tenants: RwLock::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
@@ -90,9 +102,25 @@ impl Engine {
         let Some(store) = self.storage.tenant_store(id)? else {
             return Ok(None);
         };
-        let handle = TenantHandle::start(store, record, self.workers.clone(), self.config.clone());
+        let handle = TenantHandle::start(
+            store,
+            record,
+            self.workers.clone(),
+            self.schedulers.clone(),
+            self.clock.clone(),
+            self.config.clone(),
+        );
         tenants.insert(id.clone(), handle.clone());
         Ok(Some(handle))
+    }
+
+    /// Starts the supervisor tree of every registered tenant; returns how many there are.
+    pub fn start_all_tenants(&self) -> Result<usize> {
+        let records = self.storage.tenants()?;
+        for record in &records {
+            self.tenant(&record.id)?;
+        }
+        Ok(records.len())
     }
 
     pub async fn create_tenant(&self, record: TenantRecord, first_key: ApiKeyRecord) -> Result<TenantHandle> {
@@ -143,6 +171,20 @@ impl Engine {
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// Appends the tenant series of the metric contract for every live tenant to `out`. A
+    /// deleted tenant is no longer live, so its series disappear with it.
+    pub fn render_tenant_metrics(&self, out: &mut String) {
+        let mut handles: Vec<TenantHandle> = self.tenants.read().values().cloned().collect();
+        handles.sort_by(|a, b| a.store().tenant().cmp(b.store().tenant()));
+        let ids: Vec<String> = handles.iter().map(|h| h.store().tenant().to_string()).collect();
+        let snapshots: Vec<TenantSnapshot<'_>> = handles
+            .iter()
+            .zip(&ids)
+            .map(|(handle, id)| handle.metrics_snapshot(id))
+            .collect();
+        metrics::render(&snapshots, out);
     }
 
     /// Open sessions across all live tenants.

@@ -1,4 +1,6 @@
 use bulkhead_storage::StorageError;
+
+use crate::quota::QuotaExceeded;
 use thiserror::Error;
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
@@ -30,6 +32,10 @@ pub enum EngineError {
     /// same `client_msg_id` returns the original `seq` if it did.
     #[error("the {0} actor stopped before it replied; retry with the same client_msg_id")]
     ActorStopped(&'static str),
+
+    /// A tenant quota is exhausted; retry after the given time.
+    #[error("quota exceeded: {}", .0.resource.as_str())]
+    QuotaExceeded(QuotaExceeded),
 
     /// The server is shutting down and takes no new work.
     #[error("the server is shutting down")]

@@ -16,16 +16,21 @@
 //! - **Spreading work.** Conversations run on a fixed pool of worker arbiters (one per core),
 //!   chosen by a hash of tenant and conversation.
 //!
-//! How fairness between tenants is decided: in this release every tenant's work runs on the
-//! shared worker arbiters in arrival order.
-// TODO: route a tenant's work through a quota mailbox and a per-worker fair scheduler, so a
-// flooding tenant queues behind its own CPU, memory and bandwidth quotas.
+//! - **Fairness between tenants** is decided per tenant, not per actor. A send is admitted
+//!   against the tenant's memory quota, then queued in the fair scheduler of the worker
+//!   thread that runs its conversation ([`scheduler`]). The scheduler releases work by deficit
+//!   round robin over tenants, charged with the thread CPU time each handler run used, and
+//!   holds back tenants over their hard CPU cap. Bandwidth quotas are token buckets applied
+//!   by the sessions ([`quota::TenantQuota`]).
 
 mod conversation;
 mod engine;
 mod error;
 pub mod events;
+pub mod metrics;
 mod panic_guard;
+pub mod quota;
+mod scheduler;
 mod sessions;
 mod tenant;
 

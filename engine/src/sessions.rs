@@ -1,20 +1,26 @@
 //! Session routing: which WebSocket sessions of a tenant belong to which user.
 //!
 //! A session is a task in the gateway. It registers here and receives everything the engine
-//! wants to push to it (events, close requests) through an unbounded channel; the registry
-//! only holds the sending ends.
+//! pushes to it (events, close requests) through an unbounded channel; what bounds that
+//! channel is the session's count of undelivered bytes. When a push would take it past
+//! `max_session_pending_bytes`, the session is marked a slow consumer: it gets no more
+//! frames and is told to close with code 4008 at once, without waiting behind its queue.
+//! The client reconnects and catches up with `sync`.
 
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
+    time::Instant,
 };
 
-use bulkhead_storage::{TenantId, UserId};
+use bulkhead_storage::UserId;
 use parking_lot::RwLock;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
+
+use crate::{metrics::RejectReason, quota::TenantQuota};
 
 pub type SessionId = u64;
 
@@ -29,24 +35,36 @@ pub enum CloseReason {
     TenantSuspended,
     /// The user was deleted (close code 4004).
     UserDeleted,
+    /// The session's undelivered frames passed `max_session_pending_bytes` (close code 4008).
+    SlowConsumer,
 }
 
 /// What the engine pushes to a session.
 #[derive(Debug, Clone)]
 pub enum Outbound {
     /// A complete JSON text frame, shared by every session it is fanned out to.
-    Frame(Arc<str>),
+    /// `accepted_at` is set for `message` events, for the delivery latency histogram.
+    Frame { text: Arc<str>, accepted_at: Option<Instant> },
     Close(CloseReason),
 }
 
 struct SessionEntry {
     id: SessionId,
     tx: mpsc::UnboundedSender<Outbound>,
+    shared: Arc<SessionShared>,
+}
+
+/// State shared between a session's registry entry and its task.
+struct SessionShared {
+    pending_bytes: AtomicU64,
+    slow: AtomicBool,
+    slow_notify: Notify,
 }
 
 /// The sessions of one tenant, by user.
 pub(crate) struct SessionRegistry {
-    tenant: TenantId,
+    quota: Arc<TenantQuota>,
+    max_pending_bytes: u64,
     by_user: RwLock<HashMap<UserId, Vec<SessionEntry>>>,
     count: AtomicUsize,
 }
@@ -55,32 +73,35 @@ pub(crate) struct SessionRegistry {
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
 
 impl SessionRegistry {
-    pub(crate) fn new(tenant: TenantId) -> Arc<Self> {
+    pub(crate) fn new(quota: Arc<TenantQuota>, max_pending_bytes: u64) -> Arc<Self> {
         Arc::new(SessionRegistry {
-            tenant,
+            quota,
+            max_pending_bytes,
             by_user: RwLock::new(HashMap::new()),
             count: AtomicUsize::new(0),
         })
     }
 
-    pub(crate) fn register(
-        self: &Arc<Self>,
-        user: UserId,
-    ) -> (SessionGuard, mpsc::UnboundedReceiver<Outbound>) {
+    pub(crate) fn register(self: &Arc<Self>, user: UserId) -> (SessionGuard, mpsc::UnboundedReceiver<Outbound>) {
         let id = NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
-        self.by_user
-            .write()
-            .entry(user.clone())
-            .or_default()
-            .push(SessionEntry { id, tx });
-        let count = self.count.fetch_add(1, Ordering::Relaxed) + 1;
-        self.record_connections(count);
+        let shared = Arc::new(SessionShared {
+            pending_bytes: AtomicU64::new(0),
+            slow: AtomicBool::new(false),
+            slow_notify: Notify::new(),
+        });
+        self.by_user.write().entry(user.clone()).or_default().push(SessionEntry {
+            id,
+            tx,
+            shared: shared.clone(),
+        });
+        self.count.fetch_add(1, Ordering::Relaxed);
 
         let guard = SessionGuard {
             registry: self.clone(),
             user,
             id,
+            shared,
         };
         (guard, rx)
     }
@@ -94,12 +115,7 @@ impl SessionRegistry {
             }
         }
         drop(by_user);
-        let count = self.count.fetch_sub(1, Ordering::Relaxed) - 1;
-        self.record_connections(count);
-    }
-
-    fn record_connections(&self, count: usize) {
-        metrics::gauge!("bulkhead_tenant_connections", "tenant" => self.tenant.to_string()).set(count as f64);
+        self.count.fetch_sub(1, Ordering::Relaxed);
     }
 
     pub(crate) fn connection_count(&self) -> usize {
@@ -107,19 +123,52 @@ impl SessionRegistry {
     }
 
     /// Pushes `frame` to every session of `user` except `skip`. Returns how many sessions it
-    /// reached. A session whose task has ended is skipped; it unregisters itself.
-    pub(crate) fn push_to_user(&self, user: &UserId, frame: &Arc<str>, skip: Option<SessionId>) -> usize {
+    /// was queued for. A session that would pass its pending limit is closed as a slow
+    /// consumer instead.
+    pub(crate) fn push_to_user(
+        &self,
+        user: &UserId,
+        frame: &Arc<str>,
+        skip: Option<SessionId>,
+        accepted_at: Option<Instant>,
+    ) -> usize {
         let by_user = self.by_user.read();
         let Some(entries) = by_user.get(user) else {
             return 0;
         };
-        let mut reached = 0;
+        let bytes = frame.len() as u64;
+        let mut queued = 0;
         for entry in entries.iter().filter(|e| Some(e.id) != skip) {
-            if entry.tx.send(Outbound::Frame(frame.clone())).is_ok() {
-                reached += 1;
+            if entry.shared.slow.load(Ordering::Acquire) {
+                continue;
+            }
+            let pending = entry.shared.pending_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes;
+            if pending > self.max_pending_bytes {
+                entry.shared.pending_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                self.mark_slow(entry);
+                continue;
+            }
+            self.quota.reserve_outbound(bytes);
+            let outbound = Outbound::Frame {
+                text: frame.clone(),
+                accepted_at,
+            };
+            if entry.tx.send(outbound).is_ok() {
+                queued += 1;
+            } else {
+                entry.shared.pending_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                self.quota.release_outbound(bytes);
             }
         }
-        reached
+        queued
+    }
+
+    fn mark_slow(&self, entry: &SessionEntry) {
+        if !entry.shared.slow.swap(true, Ordering::AcqRel) {
+            tracing::info!(session = entry.id, limit = self.max_pending_bytes, "closing a slow consumer");
+            self.quota.metrics.reject(RejectReason::SlowConsumer);
+            entry.shared.slow_notify.notify_one();
+        }
     }
 
     pub(crate) fn close_user(&self, user: &UserId, reason: CloseReason) {
@@ -139,21 +188,43 @@ impl SessionRegistry {
     }
 }
 
-/// Keeps a session registered; dropping it (when the session task ends) unregisters it.
+/// Keeps a session registered; dropping it (when the session task ends) unregisters it and
+/// returns its undelivered bytes to the tenant's memory quota.
 pub struct SessionGuard {
     registry: Arc<SessionRegistry>,
     user: UserId,
     id: SessionId,
+    shared: Arc<SessionShared>,
 }
 
 impl SessionGuard {
     pub fn id(&self) -> SessionId {
         self.id
     }
+
+    /// Marks a frame of `bytes` as written to the socket (or dropped by the session).
+    pub fn frame_done(&self, bytes: u64) {
+        self.shared.pending_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        self.registry.quota.release_outbound(bytes);
+    }
+
+    /// Completes when the session has been marked a slow consumer.
+    pub async fn slow_consumer(&self) {
+        if self.shared.slow.load(Ordering::Acquire) {
+            return;
+        }
+        self.shared.slow_notify.notified().await;
+    }
+
+    pub fn is_slow_consumer(&self) -> bool {
+        self.shared.slow.load(Ordering::Acquire)
+    }
 }
 
 impl Drop for SessionGuard {
     fn drop(&mut self) {
         self.registry.unregister(&self.user, self.id);
+        let left = self.shared.pending_bytes.swap(0, Ordering::AcqRel);
+        self.registry.quota.release_outbound(left);
     }
 }

@@ -3,7 +3,11 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     hash::{Hash, Hasher},
-    sync::Arc,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
 };
 
 use actix::{
@@ -21,9 +25,25 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{
     conversation::{ChangeMembers, ConversationActor, MarkRead, SendMessage, Typing},
     error::{EngineError, Result},
+    metrics::TenantSnapshot,
+    quota::{Clock, QuotaExceeded, Resource, TenantQuota},
+    scheduler::{Job, SchedulerHandle},
     sessions::{CloseReason, Outbound, SessionGuard, SessionId, SessionRegistry},
     EngineConfig,
 };
+
+/// Bytes a send occupies in the backlog on top of its body and `client_msg_id`: the
+/// request's fields, the reply channel and the actor message. An estimate, used only for the
+/// memory quota.
+const SEND_OVERHEAD_BYTES: u64 = 256;
+
+/// How often the tenant's storage size is re-read for the storage quota. RocksDB's estimate
+/// is cheap but not free, and it moves slowly.
+const STORAGE_SIZE_REFRESH: Duration = Duration::from_secs(1);
+
+/// When a tenant over its storage quota may retry: the size is re-read every
+/// `STORAGE_SIZE_REFRESH`, and only deleting data lowers it.
+const STORAGE_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 type ConversationMap = Arc<RwLock<HashMap<ConvId, Addr<ConversationActor>>>>;
 
@@ -52,6 +72,7 @@ pub struct SendOutcome {
 /// conversations, so two creations of the same id cannot both succeed.
 pub(crate) struct TenantActor {
     store: TenantStore,
+    quota: Arc<TenantQuota>,
     sessions: Arc<SessionRegistry>,
     conversations: ConversationMap,
     workers: Arc<[ArbiterHandle]>,
@@ -77,8 +98,8 @@ impl TenantActor {
             return addr.clone();
         }
         let worker = &self.workers[worker_index(self.store.tenant().as_str(), conv.as_str(), self.workers.len())];
-        let (store, id, sessions) = (self.store.clone(), conv.clone(), self.sessions.clone());
-        let addr = Supervisor::start_in_arbiter(worker, move |_| ConversationActor::new(store, id, sessions));
+        let (store, id, sessions, quota) = (self.store.clone(), conv.clone(), self.sessions.clone(), self.quota.clone());
+        let addr = Supervisor::start_in_arbiter(worker, move |_| ConversationActor::new(store, id, sessions, quota));
         self.conversations.write().insert(conv.clone(), addr.clone());
         addr
     }
@@ -158,10 +179,15 @@ pub struct TenantHandle {
 struct TenantInner {
     store: TenantStore,
     record: RwLock<TenantRecord>,
+    quota: Arc<TenantQuota>,
     supervisor: Addr<TenantActor>,
     sessions: Arc<SessionRegistry>,
     conversations: ConversationMap,
+    schedulers: Arc<[SchedulerHandle]>,
     config: EngineConfig,
+    /// Last storage size estimate, and when it was read (clock time in nanoseconds).
+    storage_bytes: AtomicU64,
+    storage_read_at_nanos: AtomicU64,
 }
 
 impl TenantHandle {
@@ -169,17 +195,21 @@ impl TenantHandle {
         store: TenantStore,
         record: TenantRecord,
         workers: Arc<[ArbiterHandle]>,
+        schedulers: Arc<[SchedulerHandle]>,
+        clock: Arc<dyn Clock>,
         config: EngineConfig,
     ) -> Self {
-        let sessions = SessionRegistry::new(record.id.clone());
+        let quota = Arc::new(TenantQuota::new(record.quotas.clone(), clock));
+        let sessions = SessionRegistry::new(quota.clone(), config.max_session_pending_bytes);
         let conversations: ConversationMap = Arc::default();
         let worker = &workers[worker_index(record.id.as_str(), "", workers.len())];
 
-        let actor_parts = (store.clone(), sessions.clone(), conversations.clone(), workers.clone());
+        let actor_parts = (store.clone(), quota.clone(), sessions.clone(), conversations.clone(), workers.clone());
         let supervisor = Supervisor::start_in_arbiter(worker, move |_| {
-            let (store, sessions, conversations, workers) = actor_parts;
+            let (store, quota, sessions, conversations, workers) = actor_parts;
             TenantActor {
                 store,
+                quota,
                 sessions,
                 conversations,
                 workers,
@@ -191,10 +221,14 @@ impl TenantHandle {
             inner: Arc::new(TenantInner {
                 store,
                 record: RwLock::new(record),
+                quota,
                 supervisor,
                 sessions,
                 conversations,
+                schedulers,
                 config,
+                storage_bytes: AtomicU64::new(0),
+                storage_read_at_nanos: AtomicU64::new(u64::MAX),
             }),
         }
     }
@@ -207,8 +241,13 @@ impl TenantHandle {
         self.inner.record.read().clone()
     }
 
+    pub fn quota(&self) -> &Arc<TenantQuota> {
+        &self.inner.quota
+    }
+
     pub(crate) fn set_record(&self, record: TenantRecord) {
         let suspended = record.status == TenantStatus::Suspended;
+        self.inner.quota.set_limits(record.quotas.clone());
         *self.inner.record.write() = record;
         if suspended {
             self.inner.sessions.close_all(CloseReason::TenantSuspended);
@@ -371,21 +410,93 @@ impl TenantHandle {
 
     // ---- messages ----
 
-    /// Sends a message; returns once it is durable.
+    /// Sends a message; returns once it is durable. The send is admitted against the
+    /// tenant's storage and memory quotas, then queued in the fair scheduler of the worker
+    /// that runs the conversation.
     pub async fn send(&self, request: SendRequest) -> Result<SendOutcome> {
         self.ensure_active()?;
+        self.check_storage()?;
+        let bytes = request.body_json.len() as u64 + request.client_msg_id.len() as u64 + SEND_OVERHEAD_BYTES;
+        self.inner.quota.reserve_send(bytes).map_err(EngineError::QuotaExceeded)?;
+        let _reservation = SendReservation {
+            quota: &self.inner.quota,
+            bytes,
+        };
+
         let actor = self.conversation_actor(&request.conv).await?;
+        let index = worker_index(self.store().tenant().as_str(), request.conv.as_str(), self.inner.schedulers.len());
         let (reply, result) = oneshot::channel();
-        // TODO: enqueue through the tenant's quota mailbox instead of `do_send`, which ignores
-        // mailbox capacity.
-        actor.do_send(SendMessage {
+        let message = SendMessage {
             from: request.from,
             client_msg_id: request.client_msg_id,
             body_json: request.body_json,
             origin: request.origin,
             reply,
-        });
+        };
+        let job = Job {
+            tenant: self.store().tenant().clone(),
+            quota: self.inner.quota.clone(),
+            run: Box::new(move || actor.do_send(message)),
+        };
+        if !self.inner.schedulers[index].submit(job) {
+            return Err(EngineError::ShuttingDown);
+        }
         result.await.map_err(|_| EngineError::ActorStopped("conversation"))?
+    }
+
+    /// Rejects sends while the tenant's data is larger than `max_storage_bytes`.
+    fn check_storage(&self) -> Result<()> {
+        let limit = self.inner.record.read().quotas.max_storage_bytes;
+        if self.storage_bytes() <= limit {
+            return Ok(());
+        }
+        self.inner.quota.metrics.rejected(Resource::Storage);
+        Err(EngineError::QuotaExceeded(QuotaExceeded {
+            resource: Resource::Storage,
+            retry_after: STORAGE_RETRY_AFTER,
+        }))
+    }
+
+    /// The tenant's storage size estimate, re-read at most every `STORAGE_SIZE_REFRESH`.
+    pub fn storage_bytes(&self) -> u64 {
+        let now = self.inner.quota.now().as_nanos() as u64;
+        let read_at = self.inner.storage_read_at_nanos.load(Ordering::Relaxed);
+        let stale = read_at == u64::MAX || now.saturating_sub(read_at) >= STORAGE_SIZE_REFRESH.as_nanos() as u64;
+        if stale {
+            match self.store().approximate_size_bytes() {
+                Ok(bytes) => self.inner.storage_bytes.store(bytes, Ordering::Relaxed),
+                Err(err) => tracing::warn!(tenant = %self.store().tenant(), error = %err, "failed to read the storage size"),
+            }
+            self.inner.storage_read_at_nanos.store(now, Ordering::Relaxed);
+        }
+        self.inner.storage_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Every quota as `(resource, limit, usage)` in base units: cores, bytes, bytes per
+    /// second, connections.
+    pub fn quota_usage(&self) -> Vec<(Resource, f64, f64)> {
+        let quota = &self.inner.quota;
+        let limits = quota.limits();
+        let now = quota.now();
+        vec![
+            (Resource::Cpu, limits.cpu_millicores as f64 / 1000.0, quota.cpu_usage_cores()),
+            (Resource::Memory, limits.memory_bytes as f64, quota.memory_used() as f64),
+            (Resource::IngressBandwidth, limits.ingress_bytes_per_sec as f64, quota.metrics.ingress_rate(now) as f64),
+            (Resource::EgressBandwidth, limits.egress_bytes_per_sec as f64, quota.metrics.egress_rate(now) as f64),
+            (Resource::Connections, limits.max_connections as f64, self.connection_count() as f64),
+            (Resource::Storage, limits.max_storage_bytes as f64, self.storage_bytes() as f64),
+        ]
+    }
+
+    pub(crate) fn metrics_snapshot<'a>(&'a self, tenant: &'a str) -> TenantSnapshot<'a> {
+        TenantSnapshot {
+            tenant,
+            metrics: &self.inner.quota.metrics,
+            quotas: self.quota_usage(),
+            backlog_bytes: self.inner.quota.memory_used(),
+            backlog_messages: self.inner.quota.backlog_messages(),
+            connections: self.connection_count() as u64,
+        }
     }
 
     /// Reads a page of history. With `member`, the conversation must have that member (a user's
@@ -457,5 +568,17 @@ impl TenantHandle {
             }
         }
         Ok(())
+    }
+}
+
+/// Returns a send's memory reservation when the send is answered or abandoned.
+struct SendReservation<'a> {
+    quota: &'a TenantQuota,
+    bytes: u64,
+}
+
+impl Drop for SendReservation<'_> {
+    fn drop(&mut self) {
+        self.quota.release_send(self.bytes);
     }
 }

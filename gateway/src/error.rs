@@ -79,6 +79,16 @@ impl From<EngineError> for ApiError {
             EngineError::TenantSuspended(tenant) => {
                 ApiError::new(ErrorCode::TenantSuspended, format!("tenant {tenant} is suspended"))
             }
+            EngineError::QuotaExceeded(exceeded) => {
+                let resource = exceeded.resource.as_str();
+                let mut error = ApiError::new(
+                    ErrorCode::QuotaExceeded,
+                    format!("the tenant's {resource} quota is exhausted; retry later"),
+                );
+                error.resource = Some(resource.to_owned());
+                error.retry_after_ms = Some(exceeded.retry_after.as_millis().max(1) as u64);
+                error
+            }
             EngineError::ActorStopped(_) | EngineError::ShuttingDown => {
                 let mut error = ApiError::new(ErrorCode::Internal, err.to_string());
                 error.retry_after_ms = Some(100);

@@ -27,6 +27,9 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let admin = AdminToken::load_or_generate(config.admin_token.as_deref(), &config.data_dir)
         .map_err(|e| format!("failed to set up the platform admin token: {e}"))?;
     let engine = Engine::start(storage.clone(), config.engine.clone());
+    // Starting every tenant's tree now makes its quota series visible before its first use.
+    let started = engine.start_all_tenants().map_err(|e| format!("failed to start tenants: {e}"))?;
+    tracing::info!(tenants = started, "tenants started");
 
     let state = web::Data::new(AppState {
         engine: engine.clone(),

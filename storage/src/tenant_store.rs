@@ -246,6 +246,21 @@ impl TenantStore {
         self.get_decoded("read marker", &self.keys.read_marker(conv.as_str(), user.as_str()))
     }
 
+    /// Estimated live size of the tenant's data: SST files plus memtables. RocksDB's estimate
+    /// lags compaction, so deleted data may still count for a while.
+    pub fn approximate_size_bytes(&self) -> Result<u64> {
+        let cf = self.cf_handle()?;
+        let mut total = 0;
+        for property in ["rocksdb.estimate-live-data-size", "rocksdb.cur-size-all-mem-tables"] {
+            let value = self
+                .db
+                .property_int_value_cf(&cf, property)
+                .map_err(|e| self.read_error("failed to read the size estimate", e))?;
+            total += value.unwrap_or(0);
+        }
+        Ok(total)
+    }
+
     // ---- helpers ----
 
     fn cf_handle(&self) -> Result<Arc<rocksdb::BoundColumnFamily<'_>>> {

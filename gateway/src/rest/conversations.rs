@@ -1,7 +1,7 @@
 //! Conversations, their members, and messages through REST (a tenant backend's view).
 
 use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
-use bulkhead_engine::{events, SendRequest};
+use bulkhead_engine::{events, metrics::RejectReason, SendRequest};
 use bulkhead_proto::{
     AddMemberRequest, CreateConversationRequest, List, MessagePage, PostMessageRequest, SendAck,
 };
@@ -131,7 +131,9 @@ pub(super) async fn post_message(
     let body = body.into_inner();
     let from = UserId::parse(&body.from)?;
     validate::client_msg_id(&body.client_msg_id)?;
-    validate::body_size(body.body.get(), ctx.tenant.record().quotas.max_message_bytes)?;
+    validate::body_size(body.body.get(), ctx.tenant.quota().limits().max_message_bytes).inspect_err(|_| {
+        ctx.tenant.quota().metrics.reject(RejectReason::PayloadTooLarge);
+    })?;
 
     let outcome = ctx
         .tenant

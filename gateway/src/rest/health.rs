@@ -29,7 +29,7 @@ pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 
 #[get("/metrics")]
 pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+    let mut body = state.metrics.render();
+    state.engine.render_tenant_metrics(&mut body);
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(body)
 }

@@ -111,16 +111,27 @@ pub(super) async fn delete_tenant(req: HttpRequest, state: web::Data<AppState>, 
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Limits and current usage of the quotas that are measured in this release.
+/// Limits and current usage of every quota, in the units of the metrics: cores, bytes,
+/// bytes per second and connections.
 #[get("/{tid}/usage")]
 pub(super) async fn usage(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> Response {
     let ctx = state.tenant_scope(&req, &path, Action::ReadUsage)?;
-    let quotas = convert::quotas(&ctx.tenant.record().quotas);
-    // TODO: report cpu, memory, bandwidth and storage usage once the quota mailbox measures them.
+    let quota = ctx.tenant.quota();
+    let resources: serde_json::Map<String, serde_json::Value> = ctx
+        .tenant
+        .quota_usage()
+        .into_iter()
+        .map(|(resource, limit, usage)| {
+            let throttled = quota.metrics.throttled_time(resource).as_secs_f64();
+            let entry = json!({ "limit": limit, "usage": usage, "throttled_seconds": throttled });
+            (resource.as_str().to_owned(), entry)
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(json!({
         "tenant": ctx.tenant.store().tenant().as_str(),
-        "quotas": quotas,
-        "usage": { "connections": ctx.tenant.connection_count() },
+        "quotas": convert::quotas(&quota.limits()),
+        "resources": resources,
+        "backlog": { "bytes": quota.memory_used(), "messages": quota.backlog_messages() },
     })))
 }
 

@@ -8,6 +8,7 @@ mod session;
 use std::time::Duration;
 
 use actix_web::{get, web, HttpRequest, HttpResponse};
+use bulkhead_engine::metrics::RejectReason;
 use bulkhead_proto::ErrorCode;
 use bulkhead_storage::UserId;
 
@@ -38,8 +39,7 @@ pub(crate) async fn upgrade(req: HttpRequest, body: web::Payload, state: web::Da
     tenant.ensure_active()?;
 
     if tenant.connection_count() as u64 >= record.quotas.max_connections {
-        metrics::counter!("bulkhead_tenant_rejected_total", "tenant" => tenant_id.to_string(), "reason" => "connections")
-            .increment(1);
+        tenant.quota().metrics.reject(RejectReason::Connections);
         let mut error = ApiError::new(
             ErrorCode::QuotaExceeded,
             format!("tenant {tenant_id} has reached max_connections ({})", record.quotas.max_connections),

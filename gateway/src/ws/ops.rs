@@ -1,6 +1,6 @@
 //! The WebSocket operations: each takes a parsed request and returns the response frame.
 
-use bulkhead_engine::{events, SendRequest, SessionId, TenantHandle};
+use bulkhead_engine::{events, metrics::RejectReason, SendRequest, SessionId, TenantHandle};
 use bulkhead_proto::{ConversationPage, ErrorCode, ServerFrame};
 use bulkhead_storage::UserId;
 use serde_json::value::RawValue;
@@ -32,7 +32,9 @@ async fn run(
     tenant.ensure_active()?;
     match request {
         Request::Send { conv, client_msg_id, body_json } => {
-            validate::body_size(&body_json, tenant.record().quotas.max_message_bytes)?;
+            validate::body_size(&body_json, tenant.quota().limits().max_message_bytes).inspect_err(|_| {
+                tenant.quota().metrics.reject(RejectReason::PayloadTooLarge);
+            })?;
             let outcome = tenant
                 .send(SendRequest {
                     from: user.clone(),

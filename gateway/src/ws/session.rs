@@ -1,10 +1,17 @@
 //! One WebSocket session: a task that reads client frames, runs each request as its own
 //! task, and is the only writer of the socket (responses, events, pings, the close frame).
+//!
+//! The tenant's bandwidth quotas are applied here. Before a received frame is handled, the
+//! session takes its size from the tenant's ingress token bucket; when the bucket is empty,
+//! the session stops reading until it refills, so the client's frames wait in TCP buffers
+//! and TCP pushes back on the client. Before a frame is written, the session takes its size
+//! from the egress bucket; when that is empty, deliveries wait in the session's queue, where
+//! they count against the tenant's memory quota and the session's pending limit.
 
-use std::{cell::Cell, rc::Rc, time::Duration};
+use std::{cell::Cell, rc::Rc, sync::Arc, time::Duration};
 
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, Session};
-use bulkhead_engine::{CloseReason, Outbound, TenantHandle};
+use bulkhead_engine::{quota::TenantQuota, CloseReason, Outbound, SessionGuard, TenantHandle};
 use bulkhead_proto::ServerFrame;
 use bulkhead_storage::UserId;
 use futures_util::StreamExt;
@@ -13,6 +20,13 @@ use tracing::Instrument;
 
 use super::{frames, ops};
 use crate::error::ApiError;
+
+/// Longest single pause for a bandwidth token; the session re-checks after it, so a quota
+/// raised by `PATCH` takes effect within this time.
+const MAX_THROTTLE_PAUSE: Duration = Duration::from_millis(250);
+
+/// How long a closing session waits to queue its close frame when the client is not reading.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy)]
 pub struct SessionSettings {
@@ -28,11 +42,6 @@ enum Ending {
     Close(actix_ws::CloseReason),
 }
 
-struct Counters {
-    bytes_in: metrics::Counter,
-    bytes_out: metrics::Counter,
-}
-
 pub async fn run(
     tenant: TenantHandle,
     user: UserId,
@@ -44,31 +53,26 @@ pub async fn run(
     let (guard, outbound) = tenant.register_session(user.clone());
     let span = tracing::info_span!("session", tenant = %tenant_id, user = %user, session = guard.id());
 
-    let counters = Counters {
-        bytes_in: metrics::counter!("bulkhead_tenant_bytes_total", "tenant" => tenant_id.clone(), "direction" => "in"),
-        bytes_out: metrics::counter!("bulkhead_tenant_bytes_total", "tenant" => tenant_id, "direction" => "out"),
-    };
-    let loop_state = SessionLoop {
+    let session = SessionLoop {
+        quota: tenant.quota().clone(),
         tenant,
         user,
-        session_id: guard.id(),
+        guard,
         settings,
         socket,
-        counters,
         in_flight: Rc::new(Cell::new(0)),
         invalid_in_a_row: 0,
     };
-    loop_state.run(stream, outbound).instrument(span).await;
-    drop(guard);
+    session.run(stream, outbound).instrument(span).await;
 }
 
 struct SessionLoop {
     tenant: TenantHandle,
+    quota: Arc<TenantQuota>,
     user: UserId,
-    session_id: u64,
+    guard: SessionGuard,
     settings: SessionSettings,
     socket: Session,
-    counters: Counters,
     /// Requests whose response has not been queued yet. A closing session waits for them, so
     /// that every accepted send gets its `ok` before the close frame.
     in_flight: Rc<Cell<usize>>,
@@ -94,17 +98,17 @@ impl SessionLoop {
             }
 
             tokio::select! {
+                _ = self.guard.slow_consumer() => break Ending::Close(close_frame(CloseReason::SlowConsumer)),
                 message = stream.next(), if closing.is_none() => {
                     last_heard = Instant::now();
-                    match self.on_client_message(message, &responses_tx).await {
-                        Ok(()) => {}
-                        Err(ending) => break ending,
+                    if let Err(ending) = self.on_client_message(message, &responses_tx).await {
+                        break ending;
                     }
                 }
                 Some(out) = outbound.recv() => match out {
-                    Outbound::Frame(frame) => {
-                        if self.write(frame.to_string()).await.is_err() {
-                            break Ending::ClientGone;
+                    Outbound::Frame { text, accepted_at } => {
+                        if let Err(ending) = self.deliver(&text, accepted_at).await {
+                            break ending;
                         }
                     }
                     Outbound::Close(reason) => closing = Some(reason),
@@ -128,12 +132,36 @@ impl SessionLoop {
             }
         };
 
-        if let Ending::Close(reason) = ending {
-            tracing::debug!(code = ?reason.code, "closing session");
-            let _ = self.socket.close(Some(reason)).await;
-        } else {
-            tracing::debug!("session ended by the client");
+        match ending {
+            Ending::Close(reason) => {
+                tracing::debug!(code = ?reason.code, "closing session");
+                // A client that does not read cannot take the close frame; give up after a while.
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.socket.close(Some(reason))).await;
+            }
+            Ending::ClientGone => tracing::debug!("session ended by the client"),
         }
+    }
+
+    /// Writes one pushed frame after taking its size from the egress bucket. The wait and the
+    /// write both give way when the session is marked a slow consumer.
+    async fn deliver(&mut self, text: &Arc<str>, accepted_at: Option<std::time::Instant>) -> Result<(), Ending> {
+        let bytes = text.len() as u64;
+        let (socket, quota, guard) = (&mut self.socket, &self.quota, &self.guard);
+        let result = tokio::select! {
+            written = async {
+                wait_for_tokens(|| quota.take_egress(bytes)).await;
+                write_text(socket, quota, text.to_string()).await
+            } => written.map_err(|_| Ending::ClientGone),
+            _ = guard.slow_consumer() => Err(Ending::Close(close_frame(CloseReason::SlowConsumer))),
+        };
+        self.guard.frame_done(bytes);
+        if result.is_ok() {
+            if let Some(accepted_at) = accepted_at {
+                self.quota.metrics.messages_out(1);
+                self.quota.metrics.delivered(accepted_at.elapsed());
+            }
+        }
+        result
     }
 
     /// Handles one item from the client. `Err` ends the session.
@@ -145,11 +173,11 @@ impl SessionLoop {
         match message {
             None | Some(Ok(AggregatedMessage::Close(_))) => Err(Ending::ClientGone),
             Some(Ok(AggregatedMessage::Text(text))) => {
-                self.counters.bytes_in.increment(text.len() as u64);
+                self.receive(text.len() as u64).await;
                 self.on_text(&text, responses).await
             }
             Some(Ok(AggregatedMessage::Binary(bytes))) => {
-                self.counters.bytes_in.increment(bytes.len() as u64);
+                self.receive(bytes.len() as u64).await;
                 self.reject(None, ApiError::invalid("binary frames are not supported; send JSON text frames"))
                     .await
             }
@@ -171,6 +199,13 @@ impl SessionLoop {
         }
     }
 
+    /// Counts a received frame and takes its size from the ingress bucket, pausing the
+    /// session's reading until the bucket has it.
+    async fn receive(&mut self, bytes: u64) {
+        self.quota.metrics.bytes_in(bytes, self.quota.now());
+        wait_for_tokens(|| self.quota.take_ingress(bytes)).await;
+    }
+
     async fn on_text(&mut self, text: &str, responses: &mpsc::UnboundedSender<String>) -> Result<(), Ending> {
         let frame = match frames::parse(text) {
             Ok(frame) => frame,
@@ -183,7 +218,7 @@ impl SessionLoop {
         let in_flight = self.in_flight.clone();
         in_flight.set(in_flight.get() + 1);
         let responses = responses.clone();
-        let task = ops::execute(self.tenant.clone(), self.user.clone(), self.session_id, frame.id, frame.request);
+        let task = ops::execute(self.tenant.clone(), self.user.clone(), self.guard.id(), frame.id, frame.request);
         actix_web::rt::spawn(
             async move {
                 let response = task.await;
@@ -212,8 +247,20 @@ impl SessionLoop {
     }
 
     async fn write(&mut self, text: String) -> Result<(), actix_ws::Closed> {
-        self.counters.bytes_out.increment(text.len() as u64);
-        self.socket.text(text).await
+        write_text(&mut self.socket, &self.quota, text).await
+    }
+}
+
+async fn write_text(socket: &mut Session, quota: &TenantQuota, text: String) -> Result<(), actix_ws::Closed> {
+    quota.metrics.bytes_out(text.len() as u64, quota.now());
+    socket.text(text).await
+}
+
+/// Calls `take` until it succeeds, sleeping for the wait it returns (at most
+/// `MAX_THROTTLE_PAUSE` at a time, so that a raised quota applies quickly).
+async fn wait_for_tokens(mut take: impl FnMut() -> Result<(), Duration>) {
+    while let Err(wait) = take() {
+        tokio::time::sleep(wait.min(MAX_THROTTLE_PAUSE)).await;
     }
 }
 
@@ -227,6 +274,7 @@ fn close_frame(reason: CloseReason) -> actix_ws::CloseReason {
         CloseReason::TenantSuspended => (CloseCode::Other(4003), "tenant suspended"),
         CloseReason::TenantDeleted => (CloseCode::Other(4004), "tenant deleted"),
         CloseReason::UserDeleted => (CloseCode::Other(4004), "user deleted"),
+        CloseReason::SlowConsumer => (CloseCode::Other(4008), "slow consumer"),
     };
     actix_ws::CloseReason {
         code,
