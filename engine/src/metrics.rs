@@ -123,6 +123,10 @@ impl TenantMetrics {
         self.rejected[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn rejections(&self, reason: RejectReason) -> u64 {
+        self.rejected[reason as usize].load(Ordering::Relaxed)
+    }
+
     pub fn rejected_count(&self, resource: Resource) -> u64 {
         let reason = match resource {
             Resource::Storage => RejectReason::Storage,

@@ -228,3 +228,66 @@ impl Drop for SessionGuard {
         self.registry.quota.release_outbound(left);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quota::ManualClock;
+    use bulkhead_storage::QuotaLimits;
+
+    fn quota() -> Arc<TenantQuota> {
+        let limits = QuotaLimits {
+            cpu_millicores: 1000,
+            memory_bytes: 1 << 20,
+            ingress_bytes_per_sec: 1 << 20,
+            egress_bytes_per_sec: 1 << 20,
+            max_connections: 10,
+            max_message_bytes: 1 << 16,
+            max_storage_bytes: 1 << 30,
+            weight: 1,
+        };
+        Arc::new(TenantQuota::new(limits, Arc::new(ManualClock::new())))
+    }
+
+    #[test]
+    fn slow_consumer_is_cut_at_the_limit() {
+        let quota = quota();
+        let registry = SessionRegistry::new(quota.clone(), 1000);
+        let bob = UserId::parse("bob").unwrap();
+        let (guard, mut rx) = registry.register(bob.clone());
+        let frame: Arc<str> = "x".repeat(300).into();
+
+        // Three frames (900 bytes) fit under 1,000; the fourth marks the session slow and
+        // nothing more is queued for it.
+        let queued: usize = (0..10).map(|_| registry.push_to_user(&bob, &frame, None, None)).sum();
+        assert_eq!(queued, 3);
+        assert!(guard.is_slow_consumer());
+        assert_eq!(quota.metrics.rejections(RejectReason::SlowConsumer), 1);
+        assert_eq!(quota.memory_used(), 900);
+
+        let mut received = 0;
+        while rx.try_recv().is_ok() {
+            received += 1;
+        }
+        assert_eq!(received, 3);
+
+        guard.frame_done(300);
+        assert_eq!(quota.memory_used(), 600);
+        drop(guard);
+        assert_eq!(quota.memory_used(), 0, "a closed session returns its pending bytes");
+        assert_eq!(registry.connection_count(), 0);
+    }
+
+    #[test]
+    fn push_skips_the_origin_session() {
+        let registry = SessionRegistry::new(quota(), 1 << 20);
+        let alice = UserId::parse("alice").unwrap();
+        let (first, mut first_rx) = registry.register(alice.clone());
+        let (_second, mut second_rx) = registry.register(alice.clone());
+        let frame: Arc<str> = "{}".into();
+
+        assert_eq!(registry.push_to_user(&alice, &frame, Some(first.id()), None), 1);
+        assert!(first_rx.try_recv().is_err());
+        assert!(second_rx.try_recv().is_ok());
+    }
+}
