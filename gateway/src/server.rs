@@ -44,6 +44,9 @@ pub async fn serve(config: Config) -> Result<(), String> {
             .service(ws::upgrade)
     })
     .disable_signals()
+    // Without it, small frames (acks, events) can wait for the peer's delayed ACK: tens of
+    // milliseconds in the slowest percent of requests.
+    .tcp_nodelay(true)
     .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
     .bind(config.listen)
     .map_err(|e| format!("failed to listen on {}: {e}", config.listen))?;
@@ -53,9 +56,19 @@ pub async fn serve(config: Config) -> Result<(), String> {
     }
     let server = server.run();
     let handle = server.handle();
-    actix_web::rt::spawn(stop_on_signal(engine.clone(), handle));
+    let mut server = std::pin::pin!(server);
 
-    server.await.map_err(|e| format!("server failed: {e}"))?;
+    tokio::select! {
+        result = &mut server => result.map_err(|e| format!("server failed: {e}"))?,
+        signal = shutdown_signal() => {
+            signal?;
+            drain_sessions(&engine).await;
+            // The server future has to be polled for the stop command to take effect.
+            let (_, result) = tokio::join!(handle.stop(true), server);
+            result.map_err(|e| format!("server failed: {e}"))?;
+        }
+    }
+
     engine.stop_workers();
     drop(engine);
     close_storage(storage);
@@ -69,8 +82,8 @@ fn close_storage(storage: Arc<Storage>) {
     match Arc::try_unwrap(storage) {
         Ok(storage) => drop(storage),
         Err(shared) => {
-            // NOTE: a task that outlived its worker still holds the database; the WAL is
-            // synced so that nothing acknowledged depends on the missing close.
+            // NOTE: a task that outlived its worker still has the database; the WAL is synced
+            // so that nothing acknowledged depends on the missing close.
             tracing::warn!(references = Arc::strong_count(&shared), "database still referenced at exit");
             if let Err(err) = shared.sync_wal() {
                 tracing::error!(error = %err, "failed to sync the WAL at exit");
@@ -79,18 +92,20 @@ fn close_storage(storage: Arc<Storage>) {
     }
 }
 
-/// On SIGTERM or SIGINT: take no new work, let sessions finish their in-flight requests and
-/// close with 1001, then stop the HTTP server gracefully.
-async fn stop_on_signal(engine: Arc<Engine>, server: actix_web::dev::ServerHandle) {
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("failed to install signal handlers; stop the server with SIGKILL");
-        return;
-    };
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() -> Result<(), String> {
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("failed to install the SIGTERM handler: {e}"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("failed to install the SIGINT handler: {e}"))?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
         _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
     }
+    Ok(())
+}
 
+/// Takes no new work and lets sessions finish their in-flight requests and close with 1001,
+/// for at most `SHUTDOWN_GRACE`.
+async fn drain_sessions(engine: &Engine) {
     engine.begin_shutdown();
     let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
     while engine.open_sessions() > 0 && tokio::time::Instant::now() < deadline {
@@ -99,5 +114,4 @@ async fn stop_on_signal(engine: Arc<Engine>, server: actix_web::dev::ServerHandl
     if engine.open_sessions() > 0 {
         tracing::warn!(sessions = engine.open_sessions(), "sessions still open after the grace period");
     }
-    server.stop(true).await;
 }

@@ -171,7 +171,12 @@ impl SessionLoop {
         responses: &mpsc::UnboundedSender<String>,
     ) -> Result<(), Ending> {
         match message {
-            None | Some(Ok(AggregatedMessage::Close(_))) => Err(Ending::ClientGone),
+            None => Err(Ending::ClientGone),
+            // Answer the client's close frame with one of our own, as RFC 6455 requires.
+            Some(Ok(AggregatedMessage::Close(reason))) => Err(Ending::Close(reason.unwrap_or(actix_ws::CloseReason {
+                code: CloseCode::Normal,
+                description: None,
+            }))),
             Some(Ok(AggregatedMessage::Text(text))) => {
                 self.receive(text.len() as u64).await;
                 self.on_text(&text, responses).await
