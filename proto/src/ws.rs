@@ -31,7 +31,10 @@ pub struct ConversationPage {
     pub more: bool,
 }
 
-/// Every frame the server sends, as a client decodes it.
+/// Every frame the server sends.
+///
+/// NOTE: serde_json cannot deserialize this enum directly, because it is internally tagged
+/// and holds `RawValue`s; decode frames with `bulkhead_client::decode_server_frame`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ServerFrame {
