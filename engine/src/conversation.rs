@@ -215,8 +215,9 @@ impl ConversationActor {
             // them. Fail everything pending and restart, so the seqs are handed out again from
             // what RocksDB holds and no gap appears.
             tracing::error!(parent: &self.span(), error = %err, "commit failed; restarting the conversation");
+            // Nothing of the group was stored, so a retry with the same client_msg_id is safe.
             for waiter in group.waiters {
-                let _ = waiter.reply.send(Err(EngineError::Storage(StorageError::CommitterStopped)));
+                let _ = waiter.reply.send(Err(EngineError::ActorStopped(ACTOR)));
             }
             actix::ActorContext::stop(ctx);
             return;
