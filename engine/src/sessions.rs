@@ -1,8 +1,8 @@
 //! Session routing: which WebSocket sessions of a tenant belong to which user.
 //!
 //! A session is a task in the gateway. It registers here and receives everything the engine
-//! pushes to it (events, close requests) through an unbounded channel; what bounds that
-//! channel is the session's count of undelivered bytes. When a push would take it past
+//! pushes to it (events, close requests) through an unbounded channel. That channel is
+//! bounded by the session's count of undelivered bytes instead. When a push would take it past
 //! `max_session_pending_bytes`, the session is marked a slow consumer: it gets no more
 //! frames and is told to close with code 4008 at once, without waiting behind its queue.
 //! The client reconnects and catches up with `sync`.
@@ -24,7 +24,7 @@ use crate::{metrics::RejectReason, quota::TenantQuota};
 
 pub type SessionId = u64;
 
-/// Why the server closes a session; the gateway turns it into a WebSocket close frame.
+/// The reason the server closes a session; the gateway turns it into a WebSocket close frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
     /// The server is shutting down (close code 1001).

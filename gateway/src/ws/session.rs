@@ -2,7 +2,7 @@
 //! task, and is the only writer of the socket (responses, events, pings, the close frame).
 //!
 //! The tenant's bandwidth quotas are applied here. Before a received frame is handled, the
-//! session takes its size from the tenant's ingress token bucket; when the bucket is empty,
+//! session takes its size from the tenant's ingress token bucket. When the bucket is empty,
 //! the session stops reading until it refills, so the client's frames wait in TCP buffers
 //! and TCP pushes back on the client. Before a frame is written, the session takes its size
 //! from the egress bucket; when that is empty, deliveries wait in the session's queue, where
@@ -21,7 +21,7 @@ use tracing::Instrument;
 use super::{frames, ops};
 use crate::error::ApiError;
 
-/// Longest single pause for a bandwidth token; the session re-checks after it, so a quota
+/// Maximum single pause for a bandwidth token; the session re-checks after it, so a quota
 /// raised by `PATCH` takes effect within this time.
 const MAX_THROTTLE_PAUSE: Duration = Duration::from_millis(250);
 
@@ -35,7 +35,7 @@ pub struct SessionSettings {
     pub max_consecutive_invalid_frames: u32,
 }
 
-/// Why the session loop ended, and so which close frame to send.
+/// The reason the session loop ended, which decides the close frame to send.
 enum Ending {
     /// The client closed or vanished; nothing more to send.
     ClientGone,
@@ -172,7 +172,7 @@ impl SessionLoop {
     ) -> Result<(), Ending> {
         match message {
             None => Err(Ending::ClientGone),
-            // Answer the client's close frame with one of our own, as RFC 6455 requires.
+            // Reply to the client's close frame with one of our own, as RFC 6455 requires.
             Some(Ok(AggregatedMessage::Close(reason))) => Err(Ending::Close(reason.unwrap_or(actix_ws::CloseReason {
                 code: CloseCode::Normal,
                 description: None,
