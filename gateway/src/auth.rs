@@ -45,7 +45,14 @@ impl std::fmt::Display for Principal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Principal::PlatformAdmin => f.write_str("platform admin"),
-            Principal::TenantKey { tenant, role, key_id } => write!(f, "{role:?} key {key_id} of tenant {tenant}"),
+            Principal::TenantKey { tenant, role, key_id } => {
+                let role = match role {
+                    KeyRole::Admin => "admin",
+                    KeyRole::Auditor => "auditor",
+                    KeyRole::Service => "service",
+                };
+                write!(f, "the {role} key {key_id} of tenant {tenant}")
+            }
         }
     }
 }
@@ -67,6 +74,28 @@ pub enum Action {
     SendMessages,
     MintTokens,
     ManageKeys,
+}
+
+impl Action {
+    /// What the action does, for error messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Action::CreateTenant => "create tenants",
+            Action::ListTenants => "list tenants",
+            Action::ReadTenant => "read the tenant",
+            Action::UpdateTenant => "change the tenant (needs the platform admin token)",
+            Action::DeleteTenant => "delete the tenant (needs the platform admin token)",
+            Action::ReadUsage => "read usage",
+            Action::ManageUsers => "create or delete users",
+            Action::ReadUsers => "read users",
+            Action::ManageConversations => "create or change conversations",
+            Action::ReadConversations => "read conversations",
+            Action::ReadMessages => "read messages",
+            Action::SendMessages => "send messages",
+            Action::MintTokens => "mint user tokens",
+            Action::ManageKeys => "manage API keys (needs an admin key)",
+        }
+    }
 }
 
 /// Returns whether `principal` may perform `action`: the authorization table, which denies
@@ -103,7 +132,7 @@ pub fn authorize(principal: &Principal, action: Action, tenant: Option<&TenantId
     if allows(principal, action) {
         Ok(())
     } else {
-        Err(ApiError::forbidden(format!("the credential's role may not perform {action:?}")))
+        Err(ApiError::forbidden(format!("{principal} may not {}", action.describe())))
     }
 }
 

@@ -17,12 +17,15 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Opens the database, starts the engine and serves until SIGTERM or SIGINT.
 pub async fn serve(config: Config) -> Result<(), String> {
     telemetry::init_logging(config.log_format);
+    // Bind first, so that a busy port fails before anything is created on disk.
+    let listener = std::net::TcpListener::bind(config.listen)
+        .map_err(|e| format!("failed to listen on {}: {e}", config.listen))?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("failed to create data directory {}: {e}", config.data_dir.display()))?;
 
     let db_path = config.data_dir.join("db");
     let storage = Storage::open(&db_path, &config.storage).map_err(|e| e.to_string())?;
-    tracing::info!(path = %db_path.display(), durability = ?config.storage.durability, "database opened");
+    tracing::info!(path = %db_path.display(), durability = %config.storage.durability, "database opened");
 
     let admin = AdminToken::load_or_generate(config.admin_token.as_deref(), &config.data_dir)
         .map_err(|e| format!("failed to set up the platform admin token: {e}"))?;
@@ -48,7 +51,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
     // milliseconds in the slowest percent of requests.
     .tcp_nodelay(true)
     .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
-    .bind(config.listen)
+    .listen(listener)
     .map_err(|e| format!("failed to listen on {}: {e}", config.listen))?;
 
     for addr in server.addrs() {

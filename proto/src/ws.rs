@@ -55,11 +55,15 @@ pub enum ServerFrame {
         id: Option<Box<RawValue>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         conv: Option<String>,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        /// The page of a `history` response; empty in a `sync` response.
+        #[serde(default)]
         items: Vec<MessageItem>,
+        /// Whether more messages follow the `history` page; always false in a `sync` response,
+        /// which says it per conversation.
         #[serde(default)]
         more: bool,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        /// The conversations of a `sync` response; empty in a `history` response.
+        #[serde(default)]
         convs: Vec<ConversationPage>,
     },
     Pong {

@@ -28,6 +28,15 @@ pub enum Durability {
     Wal,
 }
 
+impl std::fmt::Display for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Durability::Fsync => "fsync",
+            Durability::Wal => "wal",
+        })
+    }
+}
+
 /// Maximum number of requests merged into one write. It bounds the latency that the last
 /// request of a group adds to the first; 1024 is a guess that keeps a group under a few MiB
 /// with typical chat messages and may be tuned with benchmarks.

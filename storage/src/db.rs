@@ -84,8 +84,14 @@ impl Storage {
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(name, cf_options.clone()));
 
-        let db = Db::open_cf_descriptors(&db_options, path, descriptors)
-            .map_err(|e| StorageError::rocks(format!("failed to open database at {}", path.display()), e))?;
+        let db = Db::open_cf_descriptors(&db_options, path, descriptors).map_err(|e| {
+            let hint = if e.to_string().contains("LOCK") {
+                " (is another bulkhead server using this data directory?)"
+            } else {
+                ""
+            };
+            StorageError::rocks(format!("failed to open database at {}{hint}", path.display()), e)
+        })?;
         let db = Arc::new(db);
         let committer = Committer::start(db.clone(), options.durability);
 

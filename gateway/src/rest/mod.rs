@@ -15,11 +15,25 @@ use crate::error::ApiError;
 /// `max_message_bytes`; this only stops a runaway upload early.
 const MAX_REST_BODY_BYTES: usize = 4 << 20;
 
+fn json_body_error(err: actix_web::error::JsonPayloadError) -> ApiError {
+    use actix_web::error::JsonPayloadError;
+    match err {
+        JsonPayloadError::ContentType => {
+            ApiError::invalid("a request body needs the header content-type: application/json")
+        }
+        JsonPayloadError::Deserialize(err) => ApiError::invalid(format!("invalid JSON body: {err}")),
+        JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+            ApiError::new(bulkhead_proto::ErrorCode::PayloadTooLarge, format!("request body is larger than {limit} bytes"))
+        }
+        other => ApiError::invalid(format!("invalid request body: {other}")),
+    }
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::JsonConfig::default()
             .limit(MAX_REST_BODY_BYTES)
-            .error_handler(|err, _| ApiError::invalid(format!("invalid JSON body: {err}")).into()),
+            .error_handler(|err, _| json_body_error(err).into()),
     )
     .app_data(
         web::QueryConfig::default()

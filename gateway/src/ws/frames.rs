@@ -74,12 +74,21 @@ pub struct Rejected {
 pub fn parse(text: &str) -> Result<Frame, Rejected> {
     let raw: RawFrame = serde_json::from_str(text).map_err(|err| Rejected {
         id: serde_json::from_str::<IdOnly>(text).ok().and_then(|f| f.id.map(to_owned_raw)),
-        error: ApiError::invalid(format!("invalid frame: {err}")),
+        error: frame_error(text, err),
     })?;
     let id = raw.id.map(to_owned_raw);
     match to_request(raw) {
         Ok(request) => Ok(Frame { id, request }),
         Err(error) => Err(Rejected { id, error }),
+    }
+}
+
+/// Tells a frame that is not JSON at all from JSON of the wrong shape.
+fn frame_error(text: &str, err: serde_json::Error) -> ApiError {
+    if serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
+        ApiError::invalid(format!("frame is not valid JSON ({err}); send one JSON object per text frame"))
+    } else {
+        ApiError::invalid(format!("frame is not a valid request object: {err}"))
     }
 }
 

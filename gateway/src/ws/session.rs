@@ -190,6 +190,11 @@ impl SessionLoop {
                 self.socket.pong(&payload).await.map_err(|_| Ending::ClientGone)
             }
             Some(Ok(AggregatedMessage::Pong(_))) => Ok(()),
+            // A client that drops the connection without a close frame is gone, not in error.
+            Some(Err(actix_ws::ProtocolError::Io(err))) => {
+                tracing::debug!(error = %err, "connection lost");
+                Err(Ending::ClientGone)
+            }
             Some(Err(err)) => {
                 tracing::info!(error = %err, "closing session after a protocol error");
                 let code = match err {
