@@ -5,6 +5,7 @@
 //! (`--spawn-server`). Client and server then share the machine's cores, which the numbers
 //! include.
 
+mod noisy;
 mod provision;
 mod report;
 mod server;
@@ -39,7 +40,8 @@ const EXIT_RUN_FAILED: u8 = 2;
     about = "Load generator for the bulkhead chat server",
     after_help = "Exit codes: 0 when every check passed, 1 when an acked message was not \
                   delivered to every other member or a member's seqs went backwards or had a \
-                  gap, 2 when the run could not start or finish."
+                  gap (noisy-neighbor: or an acked message of the noisy tenant is missing \
+                  from its history), 2 when the run could not start or finish."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -55,11 +57,26 @@ enum Command {
     /// Tenants are named lt-<n>-<random suffix> and deleted at the end. The first Ctrl-C stops
     /// sending, and the second also stops waiting for acks and deliveries.
     Steady(SteadyArgs),
+
+    /// Measures whether a tenant that floods the server slows down a quiet tenant.
+    ///
+    /// A quiet tenant sends at a fixed rate into its group conversation for two phases of
+    /// --duration-secs each: alone, then while a noisy tenant floods its own conversation
+    /// without waiting for acks, at --flood-factor times its ingress quota or at
+    /// --flood-rate. The report compares the quiet tenant's latencies in the two phases and
+    /// the noisy tenant's acked rate with its quotas. The first second of each phase is left
+    /// out of every figure. After phase 2 the noisy tenant's rate quotas are raised, so that
+    /// its queued sends drain in seconds. Then every acked quiet message must have reached
+    /// the other members in seq order, and every acked noisy message must be in its
+    /// conversation's history.
+    #[command(name = "noisy-neighbor")]
+    NoisyNeighbor(NoisyArgs),
 }
 
+/// The server flags of every scenario: `--url` of a running server or `--spawn-server`.
 #[derive(clap::Args)]
 #[command(group(ArgGroup::new("target").required(true).args(["url", "spawn_server"])))]
-struct SteadyArgs {
+struct TargetArgs {
     /// Base URL of a running server. Only http://127.0.0.1:PORT is accepted.
     #[arg(long, value_name = "URL", value_parser = parse_loopback_url)]
     url: Option<SocketAddr>,
@@ -85,6 +102,12 @@ struct SteadyArgs {
     /// File to save the started server's log in.
     #[arg(long, value_name = "FILE", conflicts_with = "url")]
     server_log: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct SteadyArgs {
+    #[command(flatten)]
+    target: TargetArgs,
 
     /// Number of tenants.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -125,6 +148,77 @@ struct SteadyArgs {
     json: Option<PathBuf>,
 }
 
+#[derive(clap::Args)]
+struct NoisyArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+
+    /// Length of each of the two phases, in seconds. The first second of each is warm-up
+    /// and left out of the figures.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    duration_secs: u64,
+
+    /// Time to wait after phase 2 for the outstanding acks and deliveries, in seconds.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    drain_secs: u64,
+
+    /// WebSocket connections of the quiet tenant, each for its own user.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..=100))]
+    quiet_connections: u32,
+
+    /// Messages per second that the quiet tenant sends, spread evenly over its connections.
+    #[arg(long, default_value_t = 200.0, value_parser = parse_rate)]
+    quiet_rate: f64,
+
+    /// Size of each quiet message body in bytes, as compact JSON.
+    #[arg(long, default_value_t = 256, value_parser = parse_body_size)]
+    size: usize,
+
+    /// Quota set on the quiet tenant in place of the server's default, as NAME=VALUE like
+    /// --quota of steady. Repeat it for several quotas.
+    #[arg(long = "quiet-quota", value_name = "NAME=VALUE", value_parser = parse_quota)]
+    quiet_quotas: Vec<(String, u64)>,
+
+    /// Quota set on the noisy tenant in place of the server's default, as NAME=VALUE like
+    /// --quota of steady. Repeat it for several quotas. Without any, the noisy tenant gets
+    /// ingress_bytes_per_sec=200000.
+    #[arg(long = "noisy-quota", value_name = "NAME=VALUE", value_parser = parse_quota)]
+    noisy_quotas: Vec<(String, u64)>,
+
+    /// WebSocket connections of the noisy tenant, each for its own user. Every one floods
+    /// and receives the others' messages.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..=100))]
+    noisy_connections: u32,
+
+    /// Size of each noisy message body in bytes, as compact JSON.
+    #[arg(long, default_value_t = 256, value_parser = parse_body_size)]
+    noisy_size: usize,
+
+    /// The noisy tenant offers this multiple of its ingress_bytes_per_sec quota, counted in
+    /// bytes of send frames.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_rate)]
+    flood_factor: f64,
+
+    /// Messages per second that the noisy tenant offers, in place of --flood-factor.
+    #[arg(long, value_name = "MSGS_PER_SEC", conflicts_with = "flood_factor", value_parser = parse_rate)]
+    flood_rate: Option<f64>,
+
+    /// Maximum sends per noisy connection that are waiting for their ack. A send that is due
+    /// while the window is full is skipped and counted. Without it the window is unlimited
+    /// and only the phase length bounds the sends.
+    #[arg(long, value_name = "SENDS", value_parser = clap::value_parser!(u32).range(1..))]
+    noisy_window: Option<u32>,
+
+    /// File to write the report to as JSON, latencies in microseconds.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+
+    /// File to write every quiet ack and delivery latency to as CSV, with the send time in
+    /// seconds since the start of phase 1, warm-up included.
+    #[arg(long, value_name = "FILE")]
+    quiet_samples: Option<PathBuf>,
+}
+
 fn parse_loopback_url(text: &str) -> Result<SocketAddr, String> {
     let invalid = || format!("expected http://127.0.0.1:PORT, got {text:?}");
     let host_port = text.strip_prefix("http://").ok_or_else(invalid)?;
@@ -161,6 +255,14 @@ fn parse_body_size(text: &str) -> Result<usize, String> {
     Ok(size)
 }
 
+/// Parses a positive, finite number such as a rate or a factor.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
+        _ => Err(format!("expected a positive number, got {text:?}")),
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -173,6 +275,55 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Steady(args) => run_steady(args).await,
+        Command::NoisyNeighbor(args) => run_noisy(args).await,
+    }
+}
+
+/// A server to run against: one this tool started, or one at `--url`.
+struct Target {
+    server: Option<SpawnedServer>,
+    addr: SocketAddr,
+    admin_token: String,
+    /// `--url` of the server, or how the tool started it, for the report.
+    description: String,
+}
+
+impl Target {
+    async fn start(args: &TargetArgs) -> Result<Target, String> {
+        if let Some(binary) = &args.spawn_server {
+            let durability = args.durability.unwrap_or(Durability::Fsync);
+            let server =
+                SpawnedServer::start(binary, durability, args.server_log.as_deref()).await?;
+            return Ok(Target {
+                addr: server.addr(),
+                admin_token: server.admin_token().to_string(),
+                description: format!("spawned server, durability {}", durability.as_str()),
+                server: Some(server),
+            });
+        }
+
+        let addr = args.url.expect("clap requires --url or --spawn-server");
+        let token = args.admin_token.clone().filter(|token| !token.is_empty());
+        let Some(admin_token) = token else {
+            return Err(
+                "missing admin token: pass --admin-token or set BULKHEAD_ADMIN_TOKEN".to_string(),
+            );
+        };
+        Ok(Target {
+            server: None,
+            addr,
+            admin_token,
+            description: format!("http://{addr}"),
+        })
+    }
+
+    /// Stops a server this tool started and returns the counts of its WARN and ERROR lines.
+    async fn stop(self) -> Option<ServerLogCounts> {
+        let summary = self.server?.stop().await;
+        Some(ServerLogCounts {
+            warnings: summary.warnings,
+            errors: summary.errors,
+        })
     }
 }
 
@@ -185,33 +336,14 @@ async fn run_steady(args: SteadyArgs) -> ExitCode {
     }
     let signals = install_ctrl_c();
 
-    let (server, addr, admin_token, target) = match &args.spawn_server {
-        Some(binary) => {
-            let durability = args.durability.unwrap_or(Durability::Fsync);
-            match SpawnedServer::start(binary, durability, args.server_log.as_deref()).await {
-                Ok(server) => {
-                    let target = format!("spawned server, durability {}", durability.as_str());
-                    let (addr, token) = (server.addr(), server.admin_token().to_string());
-                    (Some(server), addr, token, target)
-                }
-                Err(message) => {
-                    tracing::error!("{message}");
-                    return ExitCode::from(EXIT_RUN_FAILED);
-                }
-            }
-        }
-        None => {
-            let addr = args.url.expect("clap requires --url or --spawn-server");
-            let token = args.admin_token.clone().filter(|token| !token.is_empty());
-            let Some(token) = token else {
-                tracing::error!(
-                    "missing admin token: pass --admin-token or set BULKHEAD_ADMIN_TOKEN"
-                );
-                return ExitCode::from(EXIT_RUN_FAILED);
-            };
-            (None, addr, token, format!("http://{addr}"))
+    let target = match Target::start(&args.target).await {
+        Ok(target) => target,
+        Err(message) => {
+            tracing::error!("{message}");
+            return ExitCode::from(EXIT_RUN_FAILED);
         }
     };
+    let addr = target.addr;
 
     let settings = steady::Settings {
         tenants: args.tenants,
@@ -221,10 +353,10 @@ async fn run_steady(args: SteadyArgs) -> ExitCode {
         window: args.window,
         duration: Duration::from_secs(args.duration_secs),
         drain: Duration::from_secs(args.drain_secs),
-        target,
+        target: target.description.clone(),
         quotas,
     };
-    let rest = RestClient::new(format!("http://{addr}"), admin_token);
+    let rest = RestClient::new(format!("http://{addr}"), target.admin_token.clone());
     let mut created = Vec::new();
     let outcome = steady::run(
         &rest,
@@ -236,16 +368,96 @@ async fn run_steady(args: SteadyArgs) -> ExitCode {
     .await;
 
     provision::delete_tenants(&rest, &created).await;
-    let server_log = match server {
-        Some(server) => {
-            let summary = server.stop().await;
-            Some(ServerLogCounts {
-                warnings: summary.warnings,
-                errors: summary.errors,
-            })
+    let server_log = target.stop().await;
+
+    let mut report = match outcome {
+        Ok(report) => report,
+        Err(message) => {
+            tracing::error!("{message}");
+            return ExitCode::from(EXIT_RUN_FAILED);
         }
-        None => None,
     };
+    report.server_log = server_log;
+    print!("{}", report.to_table());
+
+    if let Some(path) = &args.json {
+        if let Err(message) = report.write_json(path) {
+            tracing::error!("{message}");
+            return ExitCode::from(EXIT_RUN_FAILED);
+        }
+    }
+    if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_CHECK_FAILED)
+    }
+}
+
+async fn run_noisy(args: NoisyArgs) -> ExitCode {
+    let noisy_quotas: BTreeMap<String, u64> = if args.noisy_quotas.is_empty() {
+        BTreeMap::from([(
+            "ingress_bytes_per_sec".to_string(),
+            noisy::DEFAULT_NOISY_INGRESS_BYTES_PER_SEC,
+        )])
+    } else {
+        args.noisy_quotas.iter().cloned().collect()
+    };
+    let quiet_quotas: BTreeMap<String, u64> = args.quiet_quotas.iter().cloned().collect();
+    // Checked before the server starts, so that a misspelled name fails at once.
+    for quotas in [&quiet_quotas, &noisy_quotas] {
+        if let Err(message) = steady::quotas_patch(quotas) {
+            tracing::error!("{message}");
+            return ExitCode::from(EXIT_RUN_FAILED);
+        }
+    }
+    let flood = match args.flood_rate {
+        Some(messages_per_sec) => noisy::FloodRate::Messages(messages_per_sec),
+        None => noisy::FloodRate::QuotaFactor(args.flood_factor),
+    };
+    let signals = install_ctrl_c();
+
+    let target = match Target::start(&args.target).await {
+        Ok(target) => target,
+        Err(message) => {
+            tracing::error!("{message}");
+            return ExitCode::from(EXIT_RUN_FAILED);
+        }
+    };
+    let addr = target.addr;
+    let settings = noisy::Settings {
+        phase: Duration::from_secs(args.duration_secs),
+        drain: Duration::from_secs(args.drain_secs),
+        quiet: noisy::TenantSettings {
+            connections: args.quiet_connections,
+            body_bytes: args.size,
+            quotas: quiet_quotas,
+        },
+        quiet_rate: args.quiet_rate,
+        noisy: noisy::TenantSettings {
+            connections: args.noisy_connections,
+            body_bytes: args.noisy_size,
+            quotas: noisy_quotas,
+        },
+        flood,
+        noisy_window: args.noisy_window,
+        target: target.description.clone(),
+        server_pid: target.server.as_ref().and_then(SpawnedServer::pid),
+        quiet_samples: args.quiet_samples.clone(),
+    };
+
+    let rest = RestClient::new(format!("http://{addr}"), target.admin_token.clone());
+    let mut created = Vec::new();
+    let outcome = noisy::run(
+        &rest,
+        &format!("ws://{addr}"),
+        &settings,
+        &signals,
+        &mut created,
+    )
+    .await;
+
+    provision::delete_tenants(&rest, &created).await;
+    let server_log = target.stop().await;
 
     let mut report = match outcome {
         Ok(report) => report,
@@ -332,6 +544,37 @@ mod tests {
     fn small_body_size_is_rejected() {
         assert!(parse_body_size("32").is_err());
         assert_eq!(parse_body_size("33"), Ok(33));
+    }
+
+    #[test]
+    fn rate_must_be_positive() {
+        assert_eq!(parse_rate("2.5"), Ok(2.5));
+        for text in ["0", "-1", "inf", "NaN", "fast"] {
+            assert!(parse_rate(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn flood_rate_conflicts_with_factor() {
+        let parsed = Cli::try_parse_from([
+            "bulkhead-loadtest",
+            "noisy-neighbor",
+            "--url",
+            "http://127.0.0.1:8080",
+            "--flood-factor",
+            "5",
+            "--flood-rate",
+            "1000",
+        ]);
+
+        assert!(parsed.is_err());
+    }
+
+    #[test]
+    fn noisy_neighbor_needs_target() {
+        let parsed = Cli::try_parse_from(["bulkhead-loadtest", "noisy-neighbor"]);
+
+        assert!(parsed.is_err());
     }
 
     #[test]

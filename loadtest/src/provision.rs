@@ -3,11 +3,11 @@
 
 use bulkhead_client::proto::{
     ConversationKind, CreateConversationRequest, CreateTenantRequest, CreateUserRequest,
-    MintTokenRequest, QuotasPatch,
+    MintTokenRequest, Quotas, QuotasPatch,
 };
 use bulkhead_client::RestClient;
 
-/// Id of the one group conversation in each tenant.
+/// Id of the one group conversation in each tenant of [`provision_tenants`].
 const CONVERSATION_ID: &str = "steady";
 
 /// One provisioned tenant: a group conversation whose members are all its users.
@@ -16,6 +16,8 @@ pub struct TenantSetup {
     pub tenant: String,
     pub conversation: String,
     pub members: Vec<Member>,
+    /// The tenant's quotas as the server returned them on creation, defaults included.
+    pub quotas: Quotas,
 }
 
 /// A user of a provisioned tenant and the token its WebSocket connection authenticates with.
@@ -35,6 +37,18 @@ pub struct Plan {
     pub quotas: Option<QuotasPatch>,
 }
 
+/// One tenant to create with [`provision_tenant`].
+#[derive(Debug, Clone)]
+pub struct TenantSpec {
+    pub id: String,
+    pub name: String,
+    pub members: u32,
+    pub conversation: String,
+    pub token_ttl_secs: u64,
+    /// Quotas that replace the server's defaults.
+    pub quotas: Option<QuotasPatch>,
+}
+
 /// Creates `plan.tenants` tenants named `lt-<n>-<run_suffix>`, each with users `user-0`,
 /// `user-1`, ..., one group conversation with all of them, and one token per user.
 ///
@@ -48,39 +62,58 @@ pub async fn provision_tenants(
 ) -> Result<Vec<TenantSetup>, String> {
     let mut setups = Vec::with_capacity(plan.tenants as usize);
     for index in 0..plan.tenants {
-        let tenant = format!("lt-{index}-{run_suffix}");
-        let request = CreateTenantRequest {
-            id: tenant.clone(),
+        let spec = TenantSpec {
+            id: format!("lt-{index}-{run_suffix}"),
             name: format!("load test {run_suffix} tenant {index}"),
-            tier: None,
+            members: plan.members_per_tenant,
+            conversation: CONVERSATION_ID.to_string(),
+            token_ttl_secs: plan.token_ttl_secs,
             quotas: plan.quotas.clone(),
-            features: None,
         };
-        rest.create_tenant(&request)
-            .await
-            .map_err(|e| format!("failed to create tenant {tenant}: {e}"))?;
-        created.push(tenant.clone());
-
-        let setup = provision_members(rest, &tenant, plan).await?;
-        tracing::info!(
-            tenant = %setup.tenant,
-            members = setup.members.len(),
-            conversation = %setup.conversation,
-            "tenant provisioned"
-        );
-        setups.push(setup);
+        setups.push(provision_tenant(rest, &spec, created).await?);
     }
     Ok(setups)
 }
 
+/// Creates one tenant with users `user-0`, `user-1`, ..., one group conversation with all of
+/// them, and one token per user. Pushes the tenant id to `created` as soon as the tenant
+/// exists, like [`provision_tenants`].
+pub async fn provision_tenant(
+    rest: &RestClient,
+    spec: &TenantSpec,
+    created: &mut Vec<String>,
+) -> Result<TenantSetup, String> {
+    let tenant = &spec.id;
+    let request = CreateTenantRequest {
+        id: tenant.clone(),
+        name: spec.name.clone(),
+        tier: None,
+        quotas: spec.quotas.clone(),
+        features: None,
+    };
+    let created_tenant = rest
+        .create_tenant(&request)
+        .await
+        .map_err(|e| format!("failed to create tenant {tenant}: {e}"))?;
+    created.push(tenant.clone());
+
+    let setup = provision_members(rest, spec, created_tenant.tenant.quotas).await?;
+    tracing::info!(
+        tenant = %setup.tenant,
+        members = setup.members.len(),
+        conversation = %setup.conversation,
+        "tenant provisioned"
+    );
+    Ok(setup)
+}
+
 async fn provision_members(
     rest: &RestClient,
-    tenant: &str,
-    plan: &Plan,
+    spec: &TenantSpec,
+    quotas: Quotas,
 ) -> Result<TenantSetup, String> {
-    let users: Vec<String> = (0..plan.members_per_tenant)
-        .map(|i| format!("user-{i}"))
-        .collect();
+    let tenant = spec.id.as_str();
+    let users: Vec<String> = (0..spec.members).map(|i| format!("user-{i}")).collect();
 
     for user in &users {
         let request = CreateUserRequest {
@@ -93,7 +126,7 @@ async fn provision_members(
     }
 
     let request = CreateConversationRequest {
-        id: Some(CONVERSATION_ID.to_string()),
+        id: Some(spec.conversation.clone()),
         kind: ConversationKind::Group,
         members: users.clone(),
         name: None,
@@ -107,7 +140,7 @@ async fn provision_members(
     for user in users {
         let request = MintTokenRequest {
             user: user.clone(),
-            ttl_secs: plan.token_ttl_secs,
+            ttl_secs: spec.token_ttl_secs,
         };
         let minted = rest
             .mint_token(tenant, &request)
@@ -123,6 +156,7 @@ async fn provision_members(
         tenant: tenant.to_string(),
         conversation: conversation.id,
         members,
+        quotas,
     })
 }
 

@@ -126,7 +126,7 @@ pub struct LatencySummary {
 }
 
 impl LatencySummary {
-    fn from_histogram(histogram: &Histogram<u64>) -> LatencySummary {
+    pub fn from_histogram(histogram: &Histogram<u64>) -> LatencySummary {
         LatencySummary {
             count: histogram.len(),
             p50: histogram.value_at_quantile(0.5),
@@ -330,7 +330,7 @@ impl Report {
     }
 }
 
-fn to_ms(micros: u64) -> f64 {
+pub fn to_ms(micros: u64) -> f64 {
     micros as f64 / 1000.0
 }
 

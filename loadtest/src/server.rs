@@ -150,6 +150,11 @@ impl SpawnedServer {
         &self.admin_token
     }
 
+    /// Process id of the server, or `None` once it has been reaped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Sends SIGTERM, waits for the server to exit (killing it after [`STOP_TIMEOUT`]) and
     /// deletes its data directory.
     pub async fn stop(mut self) -> LogSummary {

@@ -34,10 +34,10 @@ const BODY_OVERHEAD: usize = r#"{"p":"","t":}"#.len();
 pub const MIN_BODY_BYTES: usize = BODY_OVERHEAD + 20;
 
 /// Time a send waits for its ack, and a WebSocket handshake for its response.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Token lifetime beyond the run's time limits, so that no token expires during a slow run.
-const TOKEN_TTL_MARGIN_SECS: u64 = 3600;
+pub const TOKEN_TTL_MARGIN_SECS: u64 = 3600;
 
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -352,7 +352,7 @@ async fn log_progress(tenants: Vec<Arc<LiveCounters>>, mut stop: watch::Receiver
 
 /// Waits until the flag is true. When its sender is gone the flag can no longer change, and
 /// this never returns.
-async fn wait_until_true(flag: &mut watch::Receiver<bool>) {
+pub async fn wait_until_true(flag: &mut watch::Receiver<bool>) {
     if flag.wait_for(|&set| set).await.is_err() {
         std::future::pending::<()>().await;
     }
@@ -360,7 +360,7 @@ async fn wait_until_true(flag: &mut watch::Receiver<bool>) {
 
 /// Builds a body of exactly `body_bytes` bytes as compact JSON: `{"p":"xx…","t":t_ns}`.
 /// Bodies shorter than [`MIN_BODY_BYTES`] can come out longer.
-fn message_body(body_bytes: usize, t_ns: u64) -> Value {
+pub fn message_body(body_bytes: usize, t_ns: u64) -> Value {
     let digits = t_ns.checked_ilog10().map_or(1, |log| log as usize + 1);
     let padding = body_bytes.saturating_sub(BODY_OVERHEAD + digits);
     json!({"p": "x".repeat(padding), "t": t_ns})
@@ -368,9 +368,9 @@ fn message_body(body_bytes: usize, t_ns: u64) -> Value {
 
 /// The part of a message body that the receivers read.
 #[derive(Deserialize)]
-struct BodyStamp {
+pub struct BodyStamp {
     /// Send time in nanoseconds since the run-wide origin.
-    t: u64,
+    pub t: u64,
 }
 
 fn micros(duration: Duration) -> u64 {
@@ -379,7 +379,7 @@ fn micros(duration: Duration) -> u64 {
 
 /// Returns the label under which a failed send is counted: the server's error code, or the
 /// kind of client-side failure.
-fn error_label(error: &ClientError) -> String {
+pub fn error_label(error: &ClientError) -> String {
     match error {
         ClientError::Server { code, .. } | ClientError::Api { code, .. } => {
             code.as_str().to_string()
