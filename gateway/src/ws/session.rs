@@ -1,10 +1,10 @@
 //! One WebSocket session: a task that reads client frames, runs each request as its own
 //! task, and is the only writer of the socket (responses, events, pings, the close frame).
 //!
-//! The tenant's bandwidth quotas are applied here. Before a received frame is handled, the
-//! session takes its size from the tenant's ingress token bucket. When the bucket is empty,
-//! the session stops reading until it refills, so the client's frames wait in TCP buffers
-//! and TCP pushes back on the client. Before a frame is written, the session takes its size
+//! The tenant's bandwidth quotas are applied here. When a received frame is handled, the
+//! session takes its size from the tenant's ingress token bucket. When the bucket cannot
+//! cover it, the session stops reading (but not writing) until it refills, so the client's
+//! next frames wait in TCP buffers and TCP pushes back on the client. Before a frame is written, the session takes its size
 //! from the egress bucket; when that is empty, deliveries wait in the session's queue, where
 //! they count against the tenant's memory quota and the session's pending limit.
 
@@ -62,6 +62,8 @@ pub async fn run(
         socket,
         in_flight: Rc::new(Cell::new(0)),
         invalid_in_a_row: 0,
+        ingress_debt: 0,
+        read_resume_at: Instant::now(),
     };
     session.run(stream, outbound).instrument(span).await;
 }
@@ -77,6 +79,11 @@ struct SessionLoop {
     /// that every accepted send gets its `ok` before the close frame.
     in_flight: Rc<Cell<usize>>,
     invalid_in_a_row: u32,
+    /// Bytes already read that the ingress bucket has not covered yet. While it is above
+    /// zero the session reads nothing, but it keeps writing acks and events.
+    ingress_debt: u64,
+    /// When to try to pay `ingress_debt` again.
+    read_resume_at: Instant,
 }
 
 impl SessionLoop {
@@ -99,7 +106,7 @@ impl SessionLoop {
 
             tokio::select! {
                 _ = self.guard.slow_consumer() => break Ending::Close(close_frame(CloseReason::SlowConsumer)),
-                message = stream.next(), if closing.is_none() => {
+                message = stream.next(), if closing.is_none() && self.ingress_debt == 0 => {
                     last_heard = Instant::now();
                     if let Err(ending) = self.on_client_message(message, &responses_tx).await {
                         break ending;
@@ -113,6 +120,9 @@ impl SessionLoop {
                     }
                     Outbound::Close(reason) => closing = Some(reason),
                 },
+                _ = tokio::time::sleep_until(self.read_resume_at), if self.ingress_debt > 0 => {
+                    self.pay_ingress_debt();
+                }
                 Some(text) = responses.recv() => {
                     if self.write(text).await.is_err() {
                         break Ending::ClientGone;
@@ -178,11 +188,11 @@ impl SessionLoop {
                 description: None,
             }))),
             Some(Ok(AggregatedMessage::Text(text))) => {
-                self.receive(text.len() as u64).await;
+                self.receive(text.len() as u64);
                 self.on_text(&text, responses).await
             }
             Some(Ok(AggregatedMessage::Binary(bytes))) => {
-                self.receive(bytes.len() as u64).await;
+                self.receive(bytes.len() as u64);
                 self.reject(None, ApiError::invalid("binary frames are not supported; send JSON text frames"))
                     .await
             }
@@ -209,11 +219,20 @@ impl SessionLoop {
         }
     }
 
-    /// Counts a received frame and takes its size from the ingress bucket, pausing the
-    /// session's reading until the bucket has it.
-    async fn receive(&mut self, bytes: u64) {
+    /// Counts a received frame and takes its size from the ingress bucket. When the bucket
+    /// cannot cover it, the frame is still handled, but the session reads nothing more until
+    /// the bucket has refilled by the frame's size.
+    fn receive(&mut self, bytes: u64) {
         self.quota.metrics.bytes_in(bytes, self.quota.now());
-        wait_for_tokens(|| self.quota.take_ingress(bytes)).await;
+        self.ingress_debt = bytes;
+        self.pay_ingress_debt();
+    }
+
+    fn pay_ingress_debt(&mut self) {
+        match self.quota.take_ingress(self.ingress_debt) {
+            Ok(()) => self.ingress_debt = 0,
+            Err(wait) => self.read_resume_at = Instant::now() + wait.min(MAX_THROTTLE_PAUSE),
+        }
     }
 
     async fn on_text(&mut self, text: &str, responses: &mpsc::UnboundedSender<String>) -> Result<(), Ending> {
