@@ -64,6 +64,7 @@ pub async fn run(
         invalid_in_a_row: 0,
         ingress_debt: 0,
         read_resume_at: Instant::now(),
+        rejected_until: Rc::new(Cell::new(None)),
     };
     session.run(stream, outbound).instrument(span).await;
 }
@@ -84,6 +85,9 @@ struct SessionLoop {
     ingress_debt: u64,
     /// When to try to pay `ingress_debt` again.
     read_resume_at: Instant,
+    /// Set by a send that got `quota_exceeded` for memory: the session reads nothing until
+    /// then, so a client that keeps flooding a full backlog costs no CPU for rejections.
+    rejected_until: Rc<Cell<Option<Instant>>>,
 }
 
 impl SessionLoop {
@@ -95,6 +99,7 @@ impl SessionLoop {
         let mut closing: Option<CloseReason> = None;
 
         let ending = loop {
+            let read_paused_until = self.rejected_until.get().filter(|until| *until > Instant::now());
             if let Some(reason) = closing {
                 if self.in_flight.get() == 0 {
                     while let Ok(text) = responses.try_recv() {
@@ -106,7 +111,7 @@ impl SessionLoop {
 
             tokio::select! {
                 _ = self.guard.slow_consumer() => break Ending::Close(close_frame(CloseReason::SlowConsumer)),
-                message = stream.next(), if closing.is_none() && self.ingress_debt == 0 => {
+                message = stream.next(), if closing.is_none() && self.ingress_debt == 0 && read_paused_until.is_none() => {
                     last_heard = Instant::now();
                     if let Err(ending) = self.on_client_message(message, &responses_tx).await {
                         break ending;
@@ -123,6 +128,7 @@ impl SessionLoop {
                 _ = tokio::time::sleep_until(self.read_resume_at), if self.ingress_debt > 0 => {
                     self.pay_ingress_debt();
                 }
+                _ = tokio::time::sleep_until(read_paused_until.unwrap_or_else(Instant::now)), if read_paused_until.is_some() => {}
                 Some(text) = responses.recv() => {
                     if self.write(text).await.is_err() {
                         break Ending::ClientGone;
@@ -247,10 +253,14 @@ impl SessionLoop {
         let in_flight = self.in_flight.clone();
         in_flight.set(in_flight.get() + 1);
         let responses = responses.clone();
+        let rejected_until = self.rejected_until.clone();
         let task = ops::execute(self.tenant.clone(), self.user.clone(), self.guard.id(), frame.id, frame.request);
         actix_web::rt::spawn(
             async move {
                 let response = task.await;
+                if let Some(retry_after) = memory_rejection(&response) {
+                    rejected_until.set(Some(Instant::now() + retry_after));
+                }
                 let _ = responses.send(to_text(&response));
                 in_flight.set(in_flight.get() - 1);
             }
@@ -290,6 +300,19 @@ async fn write_text(socket: &mut Session, quota: &TenantQuota, text: String) -> 
 async fn wait_for_tokens(mut take: impl FnMut() -> Result<(), Duration>) {
     while let Err(wait) = take() {
         tokio::time::sleep(wait.min(MAX_THROTTLE_PAUSE)).await;
+    }
+}
+
+/// The retry delay of a send rejected because the tenant's backlog is full.
+fn memory_rejection(frame: &ServerFrame) -> Option<Duration> {
+    match frame {
+        ServerFrame::Error {
+            code: bulkhead_proto::ErrorCode::QuotaExceeded,
+            resource: Some(resource),
+            retry_after_ms: Some(ms),
+            ..
+        } if resource == "memory" => Some(Duration::from_millis(*ms)),
+        _ => None,
     }
 }
 
