@@ -303,7 +303,7 @@ async fn wait_for_tokens(mut take: impl FnMut() -> Result<(), Duration>) {
     }
 }
 
-/// The retry delay of a send rejected because the tenant's backlog is full.
+/// Returns the retry delay when `frame` rejects a send because the tenant's backlog is full.
 fn memory_rejection(frame: &ServerFrame) -> Option<Duration> {
     match frame {
         ServerFrame::Error {
