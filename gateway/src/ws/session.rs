@@ -4,9 +4,11 @@
 //! The tenant's bandwidth quotas are applied here. When a received frame is handled, the
 //! session takes its size from the tenant's ingress token bucket. When the bucket cannot
 //! cover it, the session stops reading (but not writing) until it refills, so the client's
-//! next frames wait in TCP buffers and TCP pushes back on the client. Before a frame is written, the session takes its size
-//! from the egress bucket; when that is empty, deliveries wait in the session's queue, where
-//! they count against the tenant's memory quota and the session's pending limit.
+//! next frames wait in TCP buffers and TCP pushes back on the client.
+//!
+//! Before a frame is written, the session takes its size from the egress bucket. When that
+//! is empty, deliveries wait in the session's queue, where they count against the tenant's
+//! memory quota and the session's pending limit.
 
 use std::{cell::Cell, rc::Rc, sync::Arc, time::Duration};
 
