@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 
 use crate::quota::Resource;
 
-/// Why a request of a tenant was rejected, as the `reason` label says.
+/// The reason a tenant's request was rejected, as in the `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectReason {
     Memory,
@@ -32,6 +32,16 @@ impl RejectReason {
         RejectReason::PayloadTooLarge,
         RejectReason::SlowConsumer,
     ];
+
+    /// The reason for a rejection by the quota of `resource`. Only memory, storage and
+    /// connections reject; CPU and bandwidth quotas delay instead.
+    fn for_resource(resource: Resource) -> Self {
+        match resource {
+            Resource::Storage => RejectReason::Storage,
+            Resource::Connections => RejectReason::Connections,
+            _ => RejectReason::Memory,
+        }
+    }
 
     fn as_str(self) -> &'static str {
         match self {
@@ -110,13 +120,9 @@ impl TenantMetrics {
         Duration::from_nanos(self.throttled_nanos[resource as usize].load(Ordering::Relaxed))
     }
 
+    /// Counts a rejection for the quota of `resource`.
     pub fn rejected(&self, resource: Resource) {
-        let reason = match resource {
-            Resource::Storage => RejectReason::Storage,
-            Resource::Connections => RejectReason::Connections,
-            _ => RejectReason::Memory,
-        };
-        self.reject(reason);
+        self.reject(RejectReason::for_resource(resource));
     }
 
     pub fn reject(&self, reason: RejectReason) {
@@ -124,15 +130,6 @@ impl TenantMetrics {
     }
 
     pub fn rejections(&self, reason: RejectReason) -> u64 {
-        self.rejected[reason as usize].load(Ordering::Relaxed)
-    }
-
-    pub fn rejected_count(&self, resource: Resource) -> u64 {
-        let reason = match resource {
-            Resource::Storage => RejectReason::Storage,
-            Resource::Connections => RejectReason::Connections,
-            _ => RejectReason::Memory,
-        };
         self.rejected[reason as usize].load(Ordering::Relaxed)
     }
 
@@ -224,7 +221,7 @@ pub fn render(tenants: &[TenantSnapshot<'_>], out: &mut String) {
     for t in tenants {
         let _ = writeln!(out, "bulkhead_tenant_backlog_bytes{{tenant=\"{}\"}} {}", t.tenant, t.backlog_bytes);
     }
-    header(out, "bulkhead_tenant_backlog_messages", "gauge", "Sends of a tenant accepted and not yet answered.");
+    header(out, "bulkhead_tenant_backlog_messages", "gauge", "Sends of a tenant accepted and not yet acknowledged or rejected.");
     for t in tenants {
         let _ = writeln!(out, "bulkhead_tenant_backlog_messages{{tenant=\"{}\"}} {}", t.tenant, t.backlog_messages);
     }

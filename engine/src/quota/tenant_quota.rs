@@ -89,7 +89,7 @@ pub struct TenantQuota {
     /// Bytes queued for the tenant: sends not yet committed and frames not yet written to a
     /// socket.
     memory_used: AtomicU64,
-    /// Sends accepted into the backlog and not yet answered.
+    /// Sends accepted into the backlog and not yet acknowledged or rejected.
     backlog_messages: AtomicU64,
     pub metrics: TenantMetrics,
 }
@@ -257,7 +257,7 @@ mod tests {
         }
         let err = quota.reserve_send(1).unwrap_err();
         assert_eq!(err.resource, Resource::Memory);
-        assert_eq!(quota.metrics.rejected_count(Resource::Memory), 1);
+        assert_eq!(quota.metrics.rejections(crate::metrics::RejectReason::Memory), 1);
 
         quota.release_send(100);
         assert!(quota.reserve_send(100).is_ok());
