@@ -1,8 +1,8 @@
 //! The conversation actor: the single writer of one conversation.
 //!
 //! Sends are sequenced here. A send gets the next `seq` at once and joins the group that is
-//! being collected; while one group is being committed, the next one collects, so at most one
-//! group per conversation is in flight and groups commit in `seq` order. When a group is
+//! being collected. While one group is being committed, the next one collects, so at most
+//! one group per conversation is in flight and groups commit in `seq` order. When a group is
 //! durable, its senders get their `ok` and every online session of every member gets the
 //! `message` event, in `seq` order.
 
@@ -33,13 +33,13 @@ pub(crate) struct ConversationActor {
     sessions: Arc<SessionRegistry>,
     quota: Arc<TenantQuota>,
     state: Option<LoadedState>,
-    /// Why loading the state failed; every request gets this error until a restart succeeds.
+    /// The error of the last failed load. Every request gets it until a restart succeeds.
     load_error: Option<String>,
     collecting: Group,
     in_flight: bool,
 }
 
-/// What the actor rebuilds from RocksDB when it starts or restarts.
+/// The state the actor rebuilds from RocksDB when it starts or restarts.
 struct LoadedState {
     record: ConversationRecord,
     members: Vec<UserId>,
@@ -50,9 +50,9 @@ struct LoadedState {
 }
 
 enum Admission {
-    /// Answer at once.
+    /// Reply at once.
     Reply(Result<SendOutcome>),
-    /// Answer with this outcome once the collecting group is durable.
+    /// Reply with this outcome once the collecting group is durable.
     Wait(SendOutcome),
 }
 
@@ -146,7 +146,7 @@ impl ConversationActor {
         }
 
         // A retry of a message that is not durable yet waits for the collecting group, which
-        // commits after the group that holds the original.
+        // commits after the group that contains the original.
         if let Some(&(seq, ts_ms)) = state.uncommitted_ids.get(&client_msg_id) {
             return Admission::Wait(SendOutcome { seq, ts_ms, duplicate: true });
         }
@@ -213,7 +213,7 @@ impl ConversationActor {
         if let Err(err) = result {
             // The seqs of this group were not stored, and later sends already got the seqs after
             // them. Fail everything pending and restart, so the seqs are handed out again from
-            // what RocksDB holds and no gap appears.
+            // what RocksDB contains and no gap appears.
             tracing::error!(parent: &self.span(), error = %err, "commit failed; restarting the conversation");
             // Nothing of the group was stored, so a retry with the same client_msg_id is safe.
             for waiter in group.waiters {
@@ -411,7 +411,7 @@ impl ConversationActor {
     }
 }
 
-/// Stores a member's read marker and tells the other members' sessions.
+/// Stores a member's read marker and sends a `receipt` event to the members' sessions.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct MarkRead {

@@ -30,7 +30,7 @@ const QUANTUM: Duration = Duration::from_micros(500);
 /// Jobs run before the scheduler yields to let actors handle what it released.
 const JOBS_PER_YIELD: usize = 16;
 
-/// Longest sleep while every tenant with work is over its CPU cap; new work wakes it sooner.
+/// Maximum sleep while every tenant with work is over its CPU cap; new work wakes it sooner.
 const MAX_IDLE_WAIT: Duration = Duration::from_millis(100);
 
 /// A piece of a tenant's work: usually delivering one message to a conversation actor.

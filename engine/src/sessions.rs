@@ -4,7 +4,7 @@
 //! pushes to it (events, close requests) through an unbounded channel. That channel is
 //! bounded by the session's count of undelivered bytes instead. When a push would take it past
 //! `max_session_pending_bytes`, the session is marked a slow consumer: it gets no more
-//! frames and is told to close with code 4008 at once, without waiting behind its queue.
+//! frames and is asked to close with code 4008 at once, without waiting behind its queue.
 //! The client reconnects and catches up with `sync`.
 
 use std::{
@@ -39,7 +39,7 @@ pub enum CloseReason {
     SlowConsumer,
 }
 
-/// What the engine pushes to a session.
+/// A message the engine pushes to a session.
 #[derive(Debug, Clone)]
 pub enum Outbound {
     /// A complete JSON text frame, shared by every session it is fanned out to.

@@ -290,8 +290,8 @@ impl TenantHandle {
     // ---- users ----
 
     pub async fn create_user(&self, id: UserId, display_name: Option<String>) -> Result<UserRecord> {
-        // NOTE: two concurrent creations of the same user id both succeed and the later one
-        // wins; the records are equal apart from the display name and creation time.
+        // NOTE: two concurrent creations of the same user id both succeed, and the later one
+        // wins. The records differ only in display name and creation time.
         if self.store().user(&id)?.is_some() {
             return Err(EngineError::Conflict(format!("user {id}")));
         }
@@ -457,7 +457,7 @@ impl TenantHandle {
         }))
     }
 
-    /// The tenant's storage size estimate, re-read at most every `STORAGE_SIZE_REFRESH`.
+    /// Returns the tenant's storage size estimate, re-read at most every `STORAGE_SIZE_REFRESH`.
     pub fn storage_bytes(&self) -> u64 {
         let now = self.inner.quota.now().as_nanos() as u64;
         let read_at = self.inner.storage_read_at_nanos.load(Ordering::Relaxed);
@@ -472,7 +472,7 @@ impl TenantHandle {
         self.inner.storage_bytes.load(Ordering::Relaxed)
     }
 
-    /// Every quota as `(resource, limit, usage)` in base units: cores, bytes, bytes per
+    /// Returns every quota as `(resource, limit, usage)` in base units: cores, bytes, bytes per
     /// second, connections.
     pub fn quota_usage(&self) -> Vec<(Resource, f64, f64)> {
         let quota = &self.inner.quota;

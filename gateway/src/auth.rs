@@ -77,7 +77,7 @@ pub enum Action {
 }
 
 impl Action {
-    /// What the action does, for error messages.
+    /// Describes the action for error messages.
     pub fn describe(self) -> &'static str {
         match self {
             Action::CreateTenant => "create tenants",

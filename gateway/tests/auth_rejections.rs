@@ -20,7 +20,7 @@ fn sign(claims: serde_json::Value, secret: &str) -> String {
         .expect("sign test token")
 }
 
-/// A JWT with `alg: none` and no signature.
+/// Builds a JWT with `alg: none` and no signature.
 fn unsigned(claims: serde_json::Value) -> String {
     use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);

@@ -1,5 +1,5 @@
 //! A member that was offline catches up with `sync`: exactly the missed messages, in seq
-//! order, without gaps or duplicates; `history` pages correctly with `before` and `after`.
+//! order, without gaps or duplicates. `history` pages correctly with `before` and `after`.
 
 mod common;
 

@@ -17,7 +17,7 @@ pub enum ErrorCode {
     NotFound,
     /// The message body or frame is larger than `max_message_bytes`.
     PayloadTooLarge,
-    /// A tenant quota is exhausted; `resource` and `retry_after_ms` say which and when to retry.
+    /// A tenant quota is exhausted. `resource` names it and `retry_after_ms` is when to retry.
     QuotaExceeded,
     /// Too many requests in a short time; retry after `retry_after_ms`.
     RateLimited,

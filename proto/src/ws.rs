@@ -34,7 +34,7 @@ pub struct ConversationPage {
 /// Every frame the server sends.
 ///
 /// NOTE: serde_json cannot deserialize this enum directly, because it is internally tagged
-/// and holds `RawValue`s; decode frames with `bulkhead_client::decode_server_frame`.
+/// and contains `RawValue`s. Decode frames with `bulkhead_client::decode_server_frame`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ServerFrame {
@@ -58,8 +58,8 @@ pub enum ServerFrame {
         /// The page of a `history` response; empty in a `sync` response.
         #[serde(default)]
         items: Vec<MessageItem>,
-        /// Whether more messages follow the `history` page; always false in a `sync` response,
-        /// which says it per conversation.
+        /// Whether more messages follow the `history` page. Always false in a `sync` response,
+        /// which reports it per conversation.
         #[serde(default)]
         more: bool,
         /// The conversations of a `sync` response; empty in a `history` response.

@@ -137,7 +137,7 @@ fn write_group(db: &Db, write_options: &WriteOptions, group: Vec<CommitRequest>)
     let mut accepted = Vec::with_capacity(group.len());
 
     // A request that names a column family which no longer exists (its tenant was deleted
-    // meanwhile) fails alone; it must not fail the other requests of the group.
+    // meanwhile) fails alone, so that it does not fail the other requests of the group.
     for request in group {
         match add_to_batch(db, &mut batch, &request.ops) {
             Ok(()) => accepted.push(request.reply),

@@ -136,7 +136,7 @@ fn push_len_prefixed(key: &mut Vec<u8>, id: &str) {
     key.extend_from_slice(id.as_bytes());
 }
 
-/// The smallest key greater than every key that starts with `prefix`, for use as an exclusive
+/// Returns the smallest key greater than every key that starts with `prefix`, for use as an exclusive
 /// upper bound of a prefix scan. `None` when no such key exists (the prefix is all 0xFF).
 pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();

@@ -12,8 +12,8 @@ use crate::{
 };
 
 /// Storage bound to one tenant. Every key it reads or writes is built by [`TenantKeys`] inside
-/// the tenant's column family and prefix; no method takes a tenant id or a raw key, so code that
-/// holds a `TenantStore` cannot reach another tenant's data.
+/// the tenant's column family and prefix. No method takes a tenant id or a raw key, so code that
+/// has a `TenantStore` cannot reach another tenant's data.
 #[derive(Clone)]
 pub struct TenantStore {
     db: Arc<Db>,
@@ -173,7 +173,7 @@ impl TenantStore {
 
     // ---- messages ----
 
-    /// The seq of the newest message in `conv`, or 0 when it has none.
+    /// Returns the seq of the newest message in `conv`, or 0 when it has none.
     pub fn last_seq(&self, conv: &ConvId) -> Result<u64> {
         let prefix = self.keys.messages_prefix(conv.as_str());
         let upper = self.keys.message(conv.as_str(), u64::MAX);
@@ -237,7 +237,7 @@ impl TenantStore {
         Ok((items, more))
     }
 
-    /// The seq that an earlier send with `client_msg_id` got in `conv`, if any.
+    /// Returns the seq that an earlier send with `client_msg_id` got in `conv`, if any.
     pub fn seq_for_client_msg_id(&self, conv: &ConvId, client_msg_id: &str) -> Result<Option<u64>> {
         self.get_decoded("idempotency entry", &self.keys.idempotency(conv.as_str(), client_msg_id))
     }

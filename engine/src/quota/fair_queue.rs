@@ -61,7 +61,7 @@ impl<K: Clone + Eq + Hash, T> FairQueue<K, T> {
         self.queues.get(tenant).map_or(0, |q| q.items.len())
     }
 
-    /// The next item by deficit round robin, skipping tenants for which `may_run` is false
+    /// Returns the next item by deficit round robin, skipping tenants for which `may_run` is false
     /// (for example, tenants over their hard CPU cap). `None` when no runnable tenant has work.
     pub fn pop(&mut self, mut may_run: impl FnMut(&K) -> bool) -> Option<(K, T)> {
         // Each pass either serves the front tenant or moves it to the back with a top-up, and

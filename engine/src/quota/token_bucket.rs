@@ -18,7 +18,7 @@ pub struct TokenBucket {
 }
 
 impl TokenBucket {
-    /// A full bucket.
+    /// Creates a full bucket.
     pub fn new(rate_per_sec: u64, now: Duration) -> Self {
         let rate_per_sec = rate_per_sec.max(1);
         TokenBucket {
@@ -52,7 +52,7 @@ impl TokenBucket {
 
     /// Takes `amount` tokens, or returns how long to wait until they are available. An
     /// amount larger than the capacity is granted from a full bucket, so a frame bigger than
-    /// one second of bandwidth is delayed, never refused; the bucket then stays empty until
+    /// one second of bandwidth is delayed, never rejected. The bucket then stays empty until
     /// the excess is paid back by refill.
     pub fn try_take(&mut self, amount: u64, now: Duration) -> Result<(), Duration> {
         self.refill(now);

@@ -37,7 +37,7 @@ pub struct Tenant {
 }
 
 impl Tenant {
-    /// The same tenant's credentials aimed at `server`, e.g. after a restart on a new port.
+    /// Returns the same tenant's credentials aimed at `server`, e.g. after a restart on a new port.
     pub fn at(&self, server: &TestServer) -> Tenant {
         Tenant {
             id: self.id.clone(),
