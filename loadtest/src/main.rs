@@ -15,7 +15,7 @@ mod verify;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use clap::{ArgGroup, Parser, Subcommand};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
-use report::ServerLogCounts;
+use report::{RunReport, ServerLogCounts};
 use server::{Durability, SpawnedServer};
 use steady::StopSignals;
 
@@ -370,27 +370,7 @@ async fn run_steady(args: SteadyArgs) -> ExitCode {
     provision::delete_tenants(&rest, &created).await;
     let server_log = target.stop().await;
 
-    let mut report = match outcome {
-        Ok(report) => report,
-        Err(message) => {
-            tracing::error!("{message}");
-            return ExitCode::from(EXIT_RUN_FAILED);
-        }
-    };
-    report.server_log = server_log;
-    print!("{}", report.to_table());
-
-    if let Some(path) = &args.json {
-        if let Err(message) = report.write_json(path) {
-            tracing::error!("{message}");
-            return ExitCode::from(EXIT_RUN_FAILED);
-        }
-    }
-    if report.failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_CHECK_FAILED)
-    }
+    finish(outcome, server_log, args.json.as_deref())
 }
 
 async fn run_noisy(args: NoisyArgs) -> ExitCode {
@@ -459,6 +439,12 @@ async fn run_noisy(args: NoisyArgs) -> ExitCode {
     provision::delete_tenants(&rest, &created).await;
     let server_log = target.stop().await;
 
+    finish(outcome, server_log, args.json.as_deref())
+}
+
+/// Prints the report of a finished run, writes its JSON when asked, and returns the exit
+/// code: 0 when every check passed, 1 when one failed, 2 when the run itself failed.
+fn finish<R: RunReport>(outcome: Result<R, String>, server_log: Option<ServerLogCounts>, json: Option<&Path>) -> ExitCode {
     let mut report = match outcome {
         Ok(report) => report,
         Err(message) => {
@@ -466,16 +452,16 @@ async fn run_noisy(args: NoisyArgs) -> ExitCode {
             return ExitCode::from(EXIT_RUN_FAILED);
         }
     };
-    report.server_log = server_log;
+    report.set_server_log(server_log);
     print!("{}", report.to_table());
 
-    if let Some(path) = &args.json {
+    if let Some(path) = json {
         if let Err(message) = report.write_json(path) {
             tracing::error!("{message}");
             return ExitCode::from(EXIT_RUN_FAILED);
         }
     }
-    if report.failures.is_empty() {
+    if report.passed() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_CHECK_FAILED)

@@ -380,3 +380,31 @@ mod tests {
         assert_eq!(report.acked_per_sec, 0.0);
     }
 }
+
+/// What `main` does with the report of a finished run, whatever the scenario.
+pub trait RunReport {
+    fn set_server_log(&mut self, log: Option<ServerLogCounts>);
+    fn to_table(&self) -> String;
+    fn write_json(&self, path: &Path) -> Result<(), String>;
+    /// Returns whether every check of the run passed.
+    fn passed(&self) -> bool;
+}
+
+impl RunReport for Report {
+    fn set_server_log(&mut self, log: Option<ServerLogCounts>) {
+        self.server_log = log;
+    }
+
+    fn to_table(&self) -> String {
+        Report::to_table(self)
+    }
+
+    fn write_json(&self, path: &Path) -> Result<(), String> {
+        Report::write_json(self, path)
+    }
+
+    fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+

@@ -502,3 +502,22 @@ mod tests {
         assert_eq!(format_pressure(&TenantServerFigures::default()), None);
     }
 }
+
+impl crate::report::RunReport for Report {
+    fn set_server_log(&mut self, log: Option<ServerLogCounts>) {
+        self.server_log = log;
+    }
+
+    fn to_table(&self) -> String {
+        Report::to_table(self)
+    }
+
+    fn write_json(&self, path: &Path) -> Result<(), String> {
+        Report::write_json(self, path)
+    }
+
+    fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
