@@ -17,15 +17,6 @@ const FLOOD_MESSAGES: usize = 400;
 const FLOOD_BODY_BYTES: usize = 1000;
 const QUIET_MESSAGES: u64 = 30;
 
-fn metric(text: &str, name: &str, labels: &str) -> f64 {
-    let prefix = format!("{name}{{{labels}}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("series {name}{{{labels}}} missing"))
-        .parse()
-        .expect("numeric sample")
-}
-
 #[tokio::test]
 async fn noisy_tenant_does_not_hurt_quiet_one() -> TestResult {
     let dir = tempfile::tempdir()?;

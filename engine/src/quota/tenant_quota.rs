@@ -118,7 +118,7 @@ impl TenantQuota {
         let now = self.clock.now();
         self.ingress.lock().0.set_rate(limits.ingress_bytes_per_sec, now);
         self.egress.lock().0.set_rate(limits.egress_bytes_per_sec, now);
-        self.cpu.lock().0.set_millicores(limits.cpu_millicores);
+        self.cpu.lock().0.set_millicores(limits.cpu_millicores, now);
         *self.limits.write() = limits;
     }
 
@@ -224,7 +224,7 @@ impl TenantQuota {
         self.metrics.cpu_used(cpu);
     }
 
-    /// CPU used in the current one-second window, as a fraction of one core.
+    /// CPU used in the current one-second window of wall time, in cores.
     pub fn cpu_usage_cores(&self) -> f64 {
         let now = self.clock.now();
         self.cpu.lock().0.used_in_window(now).as_secs_f64()
@@ -291,12 +291,16 @@ mod tests {
     }
 
     #[test]
-    fn cpu_cap_holds_tenant_until_next_window() {
+    fn cpu_cap_holds_tenant_until_debt_is_paid() {
         let clock = Arc::new(ManualClock::new());
         let quota = TenantQuota::new(limits(), clock.clone());
-        quota.charge_cpu(Duration::from_millis(100));
-        assert_eq!(quota.check_cpu(), Err(Duration::from_secs(1)));
-        clock.advance(Duration::from_secs(1));
+
+        // 100 millicores: the 5 ms burst and 10 ms of debt, refilled in 100 ms.
+        quota.charge_cpu(Duration::from_millis(15));
+        assert_eq!(quota.check_cpu(), Err(Duration::from_millis(100) + Duration::from_nanos(10)));
+        assert_eq!(quota.metrics.throttled_time(Resource::Cpu), Duration::from_millis(100) + Duration::from_nanos(10));
+
+        clock.advance(Duration::from_millis(101));
         assert_eq!(quota.check_cpu(), Ok(()));
     }
 }

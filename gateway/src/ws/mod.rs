@@ -1,6 +1,7 @@
 //! The WebSocket endpoint `GET /v1/ws`: authentication before the upgrade, then one session
 //! task per connection.
 
+mod cpu;
 mod frames;
 mod ops;
 mod session;

@@ -9,6 +9,10 @@
 //! Before a frame is written, the session takes its size from the egress bucket. When that
 //! is empty, deliveries wait in the session's queue, where they count against the tenant's
 //! memory quota and the session's pending limit.
+//!
+//! The CPU the session and its requests use is charged to the tenant's CPU quota
+//! ([`Charged`]). While the tenant is over that quota the session reads nothing, so a
+//! capped tenant cannot make the gateway parse and admit its flood faster than its quota.
 
 use std::{cell::Cell, rc::Rc, sync::Arc, time::Duration};
 
@@ -20,7 +24,7 @@ use futures_util::StreamExt;
 use tokio::{sync::mpsc, time::Instant};
 use tracing::Instrument;
 
-use super::{frames, ops};
+use super::{cpu::Charged, frames, ops};
 use crate::error::ApiError;
 
 /// Maximum single pause for a bandwidth token; the session re-checks after it, so a quota
@@ -55,8 +59,9 @@ pub async fn run(
     let (guard, outbound) = tenant.register_session(user.clone());
     let span = tracing::info_span!("session", tenant = %tenant_id, user = %user, session = guard.id());
 
+    let quota = tenant.quota().clone();
     let session = SessionLoop {
-        quota: tenant.quota().clone(),
+        quota: quota.clone(),
         tenant,
         user,
         guard,
@@ -68,7 +73,7 @@ pub async fn run(
         read_resume_at: Instant::now(),
         rejected_until: Rc::new(Cell::new(None)),
     };
-    session.run(stream, outbound).instrument(span).await;
+    Charged::new(quota, session.run(stream, outbound)).instrument(span).await;
 }
 
 struct SessionLoop {
@@ -101,7 +106,7 @@ impl SessionLoop {
         let mut closing: Option<CloseReason> = None;
 
         let ending = loop {
-            let read_paused_until = self.rejected_until.get().filter(|until| *until > Instant::now());
+            let read_paused_until = self.read_paused_until();
             if let Some(reason) = closing {
                 if self.in_flight.get() == 0 {
                     while let Ok(text) = responses.try_recv() {
@@ -227,6 +232,16 @@ impl SessionLoop {
         }
     }
 
+    /// When reading is paused: after a memory rejection until its `retry_after_ms`, and while
+    /// the tenant is over its CPU quota until it may run again (at most `MAX_THROTTLE_PAUSE`,
+    /// so that a raised quota applies quickly).
+    fn read_paused_until(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let rejected = self.rejected_until.get().filter(|until| *until > now);
+        let over_cpu = self.quota.check_cpu().err().map(|wait| now + wait.min(MAX_THROTTLE_PAUSE));
+        rejected.max(over_cpu)
+    }
+
     /// Counts a received frame and takes its size from the ingress bucket. When the bucket
     /// cannot cover it, the frame is still handled, but the session reads nothing more until
     /// the bucket has refilled by the frame's size.
@@ -257,7 +272,8 @@ impl SessionLoop {
         let responses = responses.clone();
         let rejected_until = self.rejected_until.clone();
         let task = ops::execute(self.tenant.clone(), self.user.clone(), self.guard.id(), frame.id, frame.request);
-        actix_web::rt::spawn(
+        actix_web::rt::spawn(Charged::new(
+            self.quota.clone(),
             async move {
                 let response = task.await;
                 if let Some(retry_after) = memory_rejection(&response) {
@@ -267,7 +283,7 @@ impl SessionLoop {
                 in_flight.set(in_flight.get() - 1);
             }
             .in_current_span(),
-        );
+        ));
         Ok(())
     }
 

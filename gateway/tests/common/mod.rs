@@ -131,3 +131,14 @@ pub fn body_text(item: &MessageItem) -> String {
 pub fn seqs(items: &[MessageItem]) -> Vec<u64> {
     items.iter().map(|m| m.seq).collect()
 }
+
+/// The value of one series in a Prometheus text exposition, such as
+/// `metric(text, "bulkhead_tenant_connections", r#"tenant="acme""#)`.
+pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
+    let prefix = format!("{name}{{{labels}}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("series {name}{{{labels}}} missing"))
+        .parse()
+        .expect("numeric sample")
+}
