@@ -10,7 +10,7 @@ mod tasks;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,6 +81,8 @@ pub struct WsClient {
 
 struct Inner {
     outgoing: mpsc::UnboundedSender<Message>,
+    /// Frames queued and not yet flushed to the socket. It grows when TCP pushes back.
+    unwritten: Arc<AtomicUsize>,
     next_id: AtomicU64,
     routes: Arc<Routes>,
     events: tokio::sync::Mutex<mpsc::Receiver<ServerFrame>>,
@@ -130,6 +132,7 @@ impl WsClient {
         let (reading_tx, reading_rx) = watch::channel(true);
         let routes = Arc::new(Routes::new());
         let dropped_events = Arc::new(AtomicU64::new(0));
+        let unwritten = Arc::new(AtomicUsize::new(0));
 
         let reader = Reader {
             routes: routes.clone(),
@@ -139,11 +142,12 @@ impl WsClient {
             reading: reading_rx,
         };
         tokio::spawn(reader.run(stream));
-        tokio::spawn(write_loop(sink, outgoing_rx));
+        tokio::spawn(write_loop(sink, outgoing_rx, unwritten.clone()));
 
         WsClient {
             inner: Arc::new(Inner {
                 outgoing: outgoing_tx,
+                unwritten,
                 next_id: AtomicU64::new(1),
                 routes,
                 events: tokio::sync::Mutex::new(events_rx),
@@ -411,7 +415,15 @@ impl WsClient {
         result
     }
 
+    /// Frames queued by this client that have not been flushed to the socket yet. An
+    /// open-loop sender checks it to feel TCP backpressure: when the server stops reading,
+    /// the count grows instead of the frames going out.
+    pub fn unwritten_frames(&self) -> usize {
+        self.inner.unwritten.load(Ordering::Acquire)
+    }
+
     fn queue(&self, message: Message) -> Result<(), ClientError> {
+        self.inner.unwritten.fetch_add(1, Ordering::AcqRel);
         self.inner.outgoing.send(message).map_err(|_| {
             let info = self.closed().unwrap_or_else(|| {
                 (

@@ -1,6 +1,6 @@
 //! The background tasks that own the socket: one reads and routes frames, one writes.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bulkhead_proto::ServerFrame;
@@ -121,11 +121,14 @@ fn truncate(text: &str, max_chars: usize) -> &str {
 pub(super) async fn write_loop(
     mut sink: SplitSink<Socket, Message>,
     mut outgoing: mpsc::UnboundedReceiver<Message>,
+    unwritten: Arc<AtomicUsize>,
 ) {
     while let Some(first) = outgoing.recv().await {
         let mut message = first;
+        let mut batch = 0;
         let closing = loop {
             let closing = message.is_close();
+            batch += 1;
             if let Err(error) = sink.feed(message).await {
                 // The reader sees the same failure and reports it with the close code.
                 tracing::debug!(error = %describe_error(&error), "WebSocket write failed");
@@ -144,6 +147,7 @@ pub(super) async fn write_loop(
             tracing::debug!(error = %describe_error(&error), "WebSocket flush failed");
             return;
         }
+        unwritten.fetch_sub(batch, Ordering::AcqRel);
         if closing {
             return;
         }

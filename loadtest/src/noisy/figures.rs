@@ -355,6 +355,7 @@ fn noisy_report(
         ack_latency_us: LatencySummary::from_histogram(&ack_latency),
         sent: outcome.senders.iter().map(|s| s.sent).sum(),
         skipped: outcome.senders.iter().map(|s| s.skipped).sum(),
+        held_back: outcome.senders.iter().map(|s| s.held_back).sum(),
         acked: outcome.senders.iter().map(|s| s.acked.len() as u64).sum(),
         errors,
         delivered: outcome

@@ -120,6 +120,7 @@ pub struct NoisyReport {
     /// Over the whole run.
     pub sent: u64,
     pub skipped: u64,
+    pub held_back: u64,
     pub acked: u64,
     pub errors: BTreeMap<String, u64>,
     pub delivered: u64,
@@ -360,9 +361,10 @@ impl Report {
         write_latency_row(out, "  ack latency (ms)", &noisy.ack_latency_us);
         let _ = writeln!(
             out,
-            "  whole run: sent {}, skipped (window full) {}, acked {}, delivered {}{}",
+            "  whole run: sent {}, skipped (window full) {}, held back by TCP {}, acked {}, delivered {}{}",
             noisy.sent,
             noisy.skipped,
+            noisy.held_back,
             noisy.acked,
             noisy.delivered,
             format_errors(&noisy.errors)

@@ -30,6 +30,13 @@ const DRAIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// also waits until no event has arrived for this long.
 const QUIET_PERIOD: Duration = Duration::from_millis(500);
 
+/// Frames a sender lets wait unwritten in its client before it holds further sends back.
+/// Enough to keep the socket busy between two checks; small next to a flood's rate.
+const MAX_UNWRITTEN_FRAMES: usize = 256;
+
+/// How often a sender held back by TCP checks whether its socket drained.
+const PUSHBACK_RECHECK: Duration = Duration::from_millis(1);
+
 /// When the sends of one connection are due: slot `k` at `start + k / rate`, for the slots
 /// before `end`.
 #[derive(Debug, Clone, Copy)]
@@ -110,6 +117,8 @@ pub struct SenderOutcome {
     pub sent: u64,
     /// Slots that were due while the window was full, and so never sent.
     pub skipped: u64,
+    /// Slots of the schedule not sent because TCP pushed back until the schedule ended.
+    pub held_back: u64,
     pub acked: Vec<AckRecord>,
     /// Failed sends by label: the server's error code, with the resource for
     /// `quota_exceeded`, or the kind of client-side failure.
@@ -382,16 +391,26 @@ impl PacedSender {
         let mut in_flight = FuturesUnordered::new();
         let mut next_slot: u64 = 0;
         let mut sending = true;
+        let mut pushed_back = false;
 
         loop {
             if sending
                 && (*self.signals.stop_sending.borrow() || Instant::now() >= self.schedule.end)
             {
                 sending = false;
+                outcome.held_back = self.schedule.slots_due(Instant::now()).saturating_sub(next_slot);
             }
             if sending {
                 let due = self.schedule.slots_due(Instant::now());
+                pushed_back = false;
                 while sending && next_slot < due {
+                    // A real client cannot write faster than the server reads: once TCP
+                    // pushes back, due slots wait here (their latency still counts from the
+                    // due time) instead of piling up as frames in the client's memory.
+                    if self.ws.unwritten_frames() >= MAX_UNWRITTEN_FRAMES {
+                        pushed_back = true;
+                        break;
+                    }
                     let slot = next_slot;
                     next_slot += 1;
                     if self.window.is_some_and(|window| in_flight.len() >= window) {
@@ -422,7 +441,11 @@ impl PacedSender {
             if !sending && in_flight.is_empty() {
                 break;
             }
-            let next_due = self.schedule.slot_time(next_slot).min(self.schedule.end);
+            let next_due = if pushed_back {
+                Instant::now() + PUSHBACK_RECHECK
+            } else {
+                self.schedule.slot_time(next_slot).min(self.schedule.end)
+            };
             tokio::select! {
                 Some(((slot, due, sent, bytes), result)) = in_flight.next(), if !in_flight.is_empty() => {
                     self.record(&mut outcome, slot, due, sent, bytes, result);
