@@ -1,5 +1,5 @@
-//! WsClient binds its socket to `WsOptions::local_addr` before it connects, so the server
-//! sees the connection come from that address.
+//! WsClient binds its socket to `WsOptions::local_addr` before it connects, so the
+//! connection's peer address on the server is that address.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -46,7 +46,9 @@ async fn unbindable_local_addr_fails_connect() {
         ..WsOptions::default()
     };
 
-    let error = WsClient::connect_with(&url, "t", options).await.unwrap_err();
+    let error = WsClient::connect_with(&url, "t", options)
+        .await
+        .unwrap_err();
 
     match error {
         ClientError::Connect { status, message } => {

@@ -34,8 +34,8 @@ const SPARE_FILE_DESCRIPTORS: u64 = 1024;
 /// for connections of other programs.
 const SPARE_PORTS: u64 = 2048;
 
-/// Connections over the quota that the tenant gets, for the REST calls' sessions and a
-/// margin; `max_connections` counts WebSocket sessions only, so this is a safe margin.
+/// Sessions that the tenant's `max_connections` allows beyond the connection count. The
+/// margin keeps a session that the server has not yet removed from failing an upgrade.
 const EXTRA_MAX_CONNECTIONS: u64 = 16;
 
 /// Time after provisioning before the memory is read, so that the allocations of the
@@ -103,13 +103,18 @@ pub async fn main(args: ConnectionsArgs) -> ExitCode {
             return ExitCode::from(EXIT_RUN_FAILED);
         }
     };
-    let server_pid = target.server.as_ref().and_then(crate::server::SpawnedServer::pid);
+    let server_pid = target
+        .server
+        .as_ref()
+        .and_then(crate::server::SpawnedServer::pid);
     let server_files = server_pid.and_then(limits::open_file_limit_of);
     let outcome = match check_server_limit(server_files, needed_files) {
         Err(message) => Err(message),
         Ok(()) => {
-            let rest =
-                RestClient::new(format!("http://{}", target.addr), target.admin_token.clone());
+            let rest = RestClient::new(
+                format!("http://{}", target.addr),
+                target.admin_token.clone(),
+            );
             let settings = Settings {
                 connections: args.connections,
                 users: args.users,
@@ -218,7 +223,9 @@ async fn run(
     };
     let setup = provision::provision_tenant(rest, &spec, created).await?;
     tokio::time::sleep(SETTLE).await;
-    let server_before = settings.server_pid.and_then(|pid| limits::resident_bytes(Some(pid)));
+    let server_before = settings
+        .server_pid
+        .and_then(|pid| limits::resident_bytes(Some(pid)));
     let client_before = limits::resident_bytes(None);
 
     let started = Instant::now();
@@ -244,7 +251,9 @@ async fn run(
         _ = wait_until_true(&mut stop) => {}
     }
     progress.finish();
-    let server_after = settings.server_pid.and_then(|pid| limits::resident_bytes(Some(pid)));
+    let server_after = settings
+        .server_pid
+        .and_then(|pid| limits::resident_bytes(Some(pid)));
     let client_after = limits::resident_bytes(None);
 
     let open: Vec<WsClient> = clients.into_iter().filter_map(Result::ok).collect();
@@ -263,7 +272,11 @@ async fn run(
         opened,
         connect_errors: errors,
         connect_secs,
-        connects_per_sec: if connect_secs > 0.0 { opened as f64 / connect_secs } else { 0.0 },
+        connects_per_sec: if connect_secs > 0.0 {
+            opened as f64 / connect_secs
+        } else {
+            0.0
+        },
         closed_during_hold,
         server_rss_before_bytes: server_before,
         server_rss_after_bytes: server_after,
@@ -458,7 +471,9 @@ impl ConnectionsReport {
         ];
         for (name, before, after, per) in rows {
             let mib = |bytes: Option<u64>| {
-                bytes.map_or("-".to_string(), |b| format!("{:.1} MiB", b as f64 / 1048576.0))
+                bytes.map_or("-".to_string(), |b| {
+                    format!("{:.1} MiB", b as f64 / 1048576.0)
+                })
             };
             let difference = match (before, after) {
                 (Some(b), Some(a)) => format!("{:.1} MiB", (a as f64 - b as f64) / 1048576.0),

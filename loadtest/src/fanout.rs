@@ -30,7 +30,7 @@ const CONVERSATION: &str = "fanout";
 /// compete with the last handshakes.
 const START_DELAY: Duration = Duration::from_millis(500);
 
-/// Longest sending phase that `--messages` and `--rate` may ask for.
+/// Maximum length of the sending phase that `--messages` and `--rate` may set.
 const MAX_SENDING: Duration = Duration::from_secs(86_400);
 
 #[derive(clap::Args)]
@@ -195,7 +195,11 @@ async fn run(
     let schedules: Vec<Schedule> = (0..clients.len())
         .map(|index| {
             // A schedule that ends where it starts has no slots, so the member only receives.
-            let end = if index < settings.senders as usize { end } else { start };
+            let end = if index < settings.senders as usize {
+                end
+            } else {
+                start
+            };
             Schedule {
                 start,
                 end,
@@ -299,7 +303,11 @@ fn build_report(
     let (delivery_latency, last_delivery_ns) = delivery_latency(outcome);
     let sent: u64 = outcome.senders.iter().map(|s| s.sent).sum();
     let acked: u64 = outcome.senders.iter().map(|s| s.acked.len() as u64).sum();
-    let delivered: u64 = outcome.recorders.iter().map(|r| r.deliveries.len() as u64).sum();
+    let delivered: u64 = outcome
+        .recorders
+        .iter()
+        .map(|r| r.deliveries.len() as u64)
+        .sum();
     let secs_between = |from_ns: u64, to_ns: u64| -> f64 {
         if from_ns == u64::MAX || to_ns <= from_ns {
             0.0
@@ -427,7 +435,14 @@ impl FanoutReport {
         let _ = writeln!(
             out,
             "\n{:>9} {:>9} {:>7} {:>11} {:>11} {:>9} {:>13} {:>9}",
-            "sent", "acked", "errors", "delivered", "expected", "seconds", "deliveries/s", "acked/s"
+            "sent",
+            "acked",
+            "errors",
+            "delivered",
+            "expected",
+            "seconds",
+            "deliveries/s",
+            "acked/s"
         );
         let _ = writeln!(
             out,

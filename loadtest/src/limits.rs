@@ -125,10 +125,7 @@ mod tests {
         assert!(resident_bytes(None).is_some_and(|bytes| bytes > 0));
         let limit = open_file_limit().unwrap();
         assert!(limit.soft <= limit.hard);
-        assert_eq!(
-            open_file_limit_of(std::process::id()),
-            Some(limit.soft)
-        );
+        assert_eq!(open_file_limit_of(std::process::id()), Some(limit.soft));
     }
 
     #[test]

@@ -82,10 +82,11 @@ enum Command {
     #[command(name = "noisy-neighbor")]
     NoisyNeighbor(NoisyArgs),
 
-    /// One tenant with one large group conversation, one connection per member, and a few
-    /// senders at a fixed total rate: measures the send-to-delivery latency to every member
-    /// and the deliveries per second, and checks that every acked message reached every
-    /// other member.
+    /// Measures delivery in one large group: one tenant, one connection per member, and a
+    /// few senders at a fixed total rate.
+    ///
+    /// The report gives the send-to-delivery latency to every member and the deliveries per
+    /// second. The check: every acked message reached every other member.
     Fanout(fanout::FanoutArgs),
 
     /// Opens and holds idle authenticated WebSocket connections, and reports the resident

@@ -26,7 +26,8 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// A bar that counts up to `total` items, such as messages sent or connections opened.
+    /// Creates a bar that counts up to `total` items, such as messages sent or connections
+    /// opened.
     pub fn counter(shown: bool, total: u64, unit: &str) -> Progress {
         let bar = shown.then(|| {
             let template = format!("{{bar:40}} {{pos}}/{{len}} {unit} {{elapsed}} {{msg}}");
@@ -37,7 +38,8 @@ impl Progress {
         Progress { bar, ticker: None }
     }
 
-    /// A bar that fills over `length` of wall time, for scenarios that run for a set time.
+    /// Creates a bar that fills over `length` of wall time, for scenarios that run for a set
+    /// time.
     pub fn timed(shown: bool, length: Duration) -> Progress {
         let Some(bar) = shown.then(|| ProgressBar::new(length.as_secs().max(1))) else {
             return Progress {

@@ -338,7 +338,7 @@ pub fn write_json_file<T: Serialize>(report: &T, path: &Path) -> Result<(), Stri
 }
 
 /// Writes the server log counts and the checks, the last part of a scenario's table.
-/// `passed` says what the checks found when none failed.
+/// `passed` is the sentence printed when no check failed.
 pub fn write_checks(
     out: &mut String,
     server_log: Option<ServerLogCounts>,

@@ -4,10 +4,10 @@
 //! closes and reconnects now and then, and catches up with `sync` from the last seq up to
 //! which it has seen every message, as a real client does.
 //!
-//! At the end every conversation is checked: every acked message reached every other
-//! member, each member's seqs rise without gaps, a seq received twice (live and again in a
-//! `sync`) has the same body, no message of another tenant arrived, and every history page
-//! is a run of consecutive seqs.
+//! At the end every conversation is checked. Every acked message must have reached every
+//! other member, and each member's seqs must rise without gaps. A seq received twice (live
+//! and again in a `sync`) must have the same body. No message of another tenant may arrive,
+//! and every history page must be a run of consecutive seqs.
 
 mod member;
 mod report;
@@ -165,7 +165,10 @@ pub async fn main(args: SoakArgs) -> ExitCode {
         plot: args.plot.clone(),
         show_progress: progress::wanted(args.json.as_deref()),
     };
-    let rest = RestClient::new(format!("http://{}", target.addr), target.admin_token.clone());
+    let rest = RestClient::new(
+        format!("http://{}", target.addr),
+        target.admin_token.clone(),
+    );
     let mut created = Vec::new();
     let ws_url = format!("ws://{}", target.addr);
     let outcome = run(&rest, &ws_url, &settings, &signals, &mut created).await;
@@ -290,7 +293,11 @@ async fn run(
     if let Some(path) = &settings.plot {
         write_plot(path, settings, &mut tenants)?;
     }
-    Ok(report::build(settings, &tenants, *signals.stop_sending.borrow()))
+    Ok(report::build(
+        settings,
+        &tenants,
+        *signals.stop_sending.borrow(),
+    ))
 }
 
 fn write_plot(

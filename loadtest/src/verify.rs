@@ -34,7 +34,7 @@ pub struct Received {
 }
 
 impl Received {
-    /// A received message whose body was not recorded.
+    /// Creates a received message whose body was not recorded.
     pub fn new(seq: u64, sender: u32) -> Received {
         Received {
             seq,
@@ -45,8 +45,8 @@ impl Received {
     }
 }
 
-/// Returns a digest of a body's JSON text that tells two bodies of the same seq apart. It
-/// uses the standard library's SipHash with fixed keys, so it is stable within one process.
+/// Returns a digest of a body's JSON text, to compare two bodies of the same seq. It uses
+/// the standard library's SipHash with fixed keys, so it is stable within one process.
 pub fn body_digest(body_json: &str) -> u64 {
     let mut hasher = DefaultHasher::new();
     body_json.hash(&mut hasher);
@@ -136,7 +136,11 @@ impl Findings {
             ));
         }
         if !self.is_clean() {
-            lines.extend(self.examples.iter().map(|example| format!("{name}: {example}")));
+            lines.extend(
+                self.examples
+                    .iter()
+                    .map(|example| format!("{name}: {example}")),
+            );
         }
         lines
     }
@@ -295,7 +299,7 @@ mod tests {
         (0..count).map(|i| format!("user-{i}")).collect()
     }
 
-    /// A stream of `(seq, sender)` pairs without recorded bodies.
+    /// Builds a stream of `(seq, sender)` pairs without recorded bodies.
     fn stream(pairs: &[(u64, u32)]) -> Vec<Received> {
         pairs
             .iter()
@@ -303,7 +307,7 @@ mod tests {
             .collect()
     }
 
-    /// A received message with the body `body` from this tenant.
+    /// Builds a received message with the body `body` from this tenant.
     fn tagged(seq: u64, sender: u32, body: &str) -> Received {
         Received {
             seq,
@@ -341,7 +345,7 @@ mod tests {
         format!(r#"{{"n":{seq}}}"#)
     }
 
-    /// The report of a run whose only findings are these, as a scenario builds it.
+    /// Builds the report of a run whose only findings are these, as a scenario does.
     fn report_of(findings: &Findings) -> Report {
         Report {
             scenario: "test",
@@ -561,7 +565,10 @@ mod tests {
         let findings = check_conversation(&log, &names(2));
 
         assert_eq!(findings.cross_tenant, 1);
-        assert!(findings.examples[0].contains("fedcba9876543210"), "{findings:?}");
+        assert!(
+            findings.examples[0].contains("fedcba9876543210"),
+            "{findings:?}"
+        );
         assert_run_fails(&findings);
     }
 

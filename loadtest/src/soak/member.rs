@@ -59,7 +59,7 @@ pub struct Member {
     pub progress: Arc<TenantProgress>,
 }
 
-/// What one connection did and received.
+/// Counts, latencies and received messages of one connection.
 #[derive(Debug, Default)]
 pub struct MemberOutcome {
     pub sent: u64,
@@ -104,7 +104,7 @@ enum Done {
     Typing(Result<(), ClientError>),
 }
 
-/// What the loop does next.
+/// The next step of the connection's loop.
 enum Step {
     Operate,
     Reconnect,
@@ -256,7 +256,11 @@ impl Member {
 
     /// Starts one operation chosen at random by the mix. Returns `None` when it could not
     /// be queued, which is counted.
-    fn operate(&self, ws: &WsClient, outcome: &mut MemberOutcome) -> Option<BoxFuture<'static, Done>> {
+    fn operate(
+        &self,
+        ws: &WsClient,
+        outcome: &mut MemberOutcome,
+    ) -> Option<BoxFuture<'static, Done>> {
         let draw: f64 = rand::random();
         let ws = ws.clone();
         let conversation = self.conversation.clone();
@@ -285,7 +289,10 @@ impl Member {
         match ws.send_nowait(&conversation, &client_msg_id, body) {
             Ok(ack) => {
                 outcome.sent += 1;
-                Some(ack.map(move |result| Done::Send { sent_at, result }).boxed())
+                Some(
+                    ack.map(move |result| Done::Send { sent_at, result })
+                        .boxed(),
+                )
             }
             Err(error) => {
                 count_error(outcome, "send", &error);
@@ -383,12 +390,19 @@ impl Member {
                     .max_acked
                     .fetch_max(ack.seq, Ordering::Relaxed);
             }
-            Done::Send { result: Ok(ack), .. } => {
+            Done::Send {
+                result: Ok(ack), ..
+            } => {
                 // Every client_msg_id is new, so the server must not report a duplicate.
                 tracing::warn!(tenant = %self.tenant, user = %self.user, seq = ack.seq, "server acked a new message as a duplicate");
-                *outcome.errors.entry("send:duplicate_ack".to_string()).or_default() += 1;
+                *outcome
+                    .errors
+                    .entry("send:duplicate_ack".to_string())
+                    .or_default() += 1;
             }
-            Done::Send { result: Err(error), .. } => count_error(outcome, "send", &error),
+            Done::Send {
+                result: Err(error), ..
+            } => count_error(outcome, "send", &error),
             Done::History(Ok((items, _more))) => self.check_history_page(&items, outcome),
             Done::History(Err(error)) => count_error(outcome, "history", &error),
             Done::Typing(Ok(())) => {}

@@ -202,7 +202,12 @@ pub fn build(settings: &Settings, tenants: &[TenantOutcome], interrupted: bool) 
             log.delivered.push(member.received.clone());
         }
 
-        let names: Vec<String> = tenant.setup.members.iter().map(|m| m.user.clone()).collect();
+        let names: Vec<String> = tenant
+            .setup
+            .members
+            .iter()
+            .map(|m| m.user.clone())
+            .collect();
         let findings = verify::check_conversation(&log, &names);
         totals.redeliveries = findings.redeliveries;
         failures.extend(findings.failure_lines(name, settings.drain));
@@ -216,7 +221,9 @@ pub fn build(settings: &Settings, tenants: &[TenantOutcome], interrupted: bool) 
             );
         }
         if foreign > 0 {
-            failures.push(format!("{name}: {foreign} messages of another conversation"));
+            failures.push(format!(
+                "{name}: {foreign} messages of another conversation"
+            ));
         }
         if unreadable > 0 {
             failures.push(format!(
@@ -279,7 +286,12 @@ impl SoakReport {
         out.push('\n');
 
         let groups: Vec<&SoakGroupReport> = self.tenants.iter().chain([&self.total]).collect();
-        let width = groups.iter().map(|g| g.name.len()).max().unwrap_or(6).max(6);
+        let width = groups
+            .iter()
+            .map(|g| g.name.len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
         let _ = writeln!(
             out,
             "{:<width$} {:>8} {:>8} {:>7} {:>9} {:>8} {:>7} {:>10} {:>8} {:>7} {:>8}",
@@ -349,7 +361,11 @@ impl SoakReport {
             let listed: Vec<String> = (self.total.server_closes.iter())
                 .map(|(code, count)| format!("{code} {count}"))
                 .collect();
-            let _ = writeln!(out, "\nconnections closed by the server, by code: {}", listed.join(", "));
+            let _ = writeln!(
+                out,
+                "\nconnections closed by the server, by code: {}",
+                listed.join(", ")
+            );
         }
         write_checks(
             &mut out,
