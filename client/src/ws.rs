@@ -10,6 +10,7 @@ mod tasks;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use bulkhead_proto::{ConversationPage, MessageItem, SendAck, ServerFrame};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -57,6 +58,11 @@ pub struct WsOptions {
     pub event_capacity: usize,
     /// Send the token as `?token=` instead of the `Authorization` header.
     pub token_in_query: bool,
+    /// Local address to bind the socket to before connecting, with a port the system picks.
+    /// A client that opens more connections to one server than there are ephemeral ports
+    /// spreads them over several addresses, such as 127.0.0.2 and 127.0.0.3. `None` lets the
+    /// system choose.
+    pub local_addr: Option<IpAddr>,
 }
 
 impl Default for WsOptions {
@@ -65,6 +71,7 @@ impl Default for WsOptions {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             event_capacity: DEFAULT_EVENT_CAPACITY,
             token_in_query: false,
+            local_addr: None,
         }
     }
 }
@@ -110,16 +117,33 @@ impl WsClient {
     ) -> Result<WsClient, ClientError> {
         let request = build_upgrade_request(ws_base_url, token, options.token_in_query)?;
 
-        // Nagle's algorithm would hold small frames back for up to one round trip, which
-        // shows up as latency in load tests.
-        let connecting = tokio_tungstenite::connect_async_with_config(request, None, true);
-        let (socket, _response) = tokio::time::timeout(options.request_timeout, connecting)
+        let connecting = async {
+            match options.local_addr {
+                None => {
+                    // Nagle's algorithm would hold small frames back for up to one round
+                    // trip, which shows up as latency in load tests.
+                    let connected =
+                        tokio_tungstenite::connect_async_with_config(request, None, true).await;
+                    connected.map(|(socket, _response)| socket).map_err(connect_error)
+                }
+                Some(local_ip) => {
+                    let tcp = connect_from(local_ip, request.uri()).await?;
+                    let handshake = tokio_tungstenite::client_async_with_config(
+                        request,
+                        MaybeTlsStream::Plain(tcp),
+                        None,
+                    );
+                    let (socket, _response) = handshake.await.map_err(connect_error)?;
+                    Ok(socket)
+                }
+            }
+        };
+        let socket = tokio::time::timeout(options.request_timeout, connecting)
             .await
             .map_err(|_| ClientError::Connect {
                 status: None,
                 message: format!("handshake timed out after {:?}", options.request_timeout),
-            })?
-            .map_err(connect_error)?;
+            })??;
 
         Ok(Self::start(socket, &options))
     }
@@ -459,6 +483,45 @@ async fn wait_reply(
         }),
         Err(_) => Err(ClientError::Timeout),
     }
+}
+
+/// Opens a TCP connection to the host and port of `uri` from `local_ip`, with
+/// `TCP_NODELAY` set like the connections that the system binds.
+async fn connect_from(
+    local_ip: IpAddr,
+    uri: &tungstenite::http::Uri,
+) -> Result<TcpStream, ClientError> {
+    let failed = |message: String| ClientError::Connect {
+        status: None,
+        message,
+    };
+    let host = uri
+        .host()
+        .ok_or_else(|| failed(format!("URL {uri} has no host")))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(80);
+    let server = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| failed(format!("failed to resolve {host}: {e}")))?
+        .find(|addr| addr.is_ipv4() == local_ip.is_ipv4())
+        .ok_or_else(|| failed(format!("{host} has no address of the family of {local_ip}")))?;
+
+    let socket = match local_ip {
+        IpAddr::V4(_) => TcpSocket::new_v4(),
+        IpAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(|e| failed(format!("failed to create a socket: {e}")))?;
+    socket
+        .bind(SocketAddr::new(local_ip, 0))
+        .map_err(|e| failed(format!("failed to bind to {local_ip}: {e}")))?;
+    let stream = socket
+        .connect(server)
+        .await
+        .map_err(|e| failed(format!("failed to connect from {local_ip} to {server}: {e}")))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|e| failed(format!("failed to set TCP_NODELAY: {e}")))?;
+    Ok(stream)
 }
 
 fn build_upgrade_request(

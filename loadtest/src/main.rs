@@ -5,10 +5,17 @@
 //! (`--spawn-server`). Client and server then share the machine's cores, which the numbers
 //! include.
 
+mod connections;
+mod fanout;
+mod limits;
 mod noisy;
+mod plot;
+mod progress;
 mod provision;
 mod report;
 mod server;
+mod soak;
+mod stamp;
 mod steady;
 mod verify;
 
@@ -41,7 +48,10 @@ const EXIT_RUN_FAILED: u8 = 2;
     after_help = "Exit codes: 0 when every check passed, 1 when an acked message was not \
                   delivered to every other member or a member's seqs went backwards or had a \
                   gap (noisy-neighbor: or an acked message of the noisy tenant is missing \
-                  from its history), 2 when the run could not start or finish."
+                  from its history; soak: or a seq arrived twice with different bodies, a \
+                  message of another tenant arrived or a history page had a gap; \
+                  connections: or a connection failed to open or was closed), 2 when the run \
+                  could not start or finish."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -71,6 +81,21 @@ enum Command {
     /// conversation's history.
     #[command(name = "noisy-neighbor")]
     NoisyNeighbor(NoisyArgs),
+
+    /// Measures delivery in one large group: one tenant, one connection per member, and a
+    /// few senders at a fixed total rate.
+    ///
+    /// The report gives the send-to-delivery latency to every member and the deliveries per
+    /// second. The check: every acked message reached every other member.
+    Fanout(fanout::FanoutArgs),
+
+    /// Opens and holds idle authenticated WebSocket connections, and reports the resident
+    /// memory of a started server before and after, per connection.
+    Connections(connections::ConnectionsArgs),
+
+    /// Several tenants with a steady mix of sends, history reads, typing and reconnects
+    /// with sync, for a set time; checks every conversation at the end.
+    Soak(soak::SoakArgs),
 }
 
 /// The server flags of every scenario: `--url` of a running server or `--spawn-server`.
@@ -143,9 +168,13 @@ struct SteadyArgs {
     #[arg(long = "quota", value_name = "NAME=VALUE", value_parser = parse_quota)]
     quotas: Vec<(String, u64)>,
 
-    /// File to write the report to as JSON, latencies in microseconds.
+    /// File to write the report to as JSON, latencies in microseconds; `-` for stdout.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+
+    /// File to draw each tenant's delivery p99 per second of send time to, as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -209,7 +238,7 @@ struct NoisyArgs {
     #[arg(long, value_name = "SENDS", value_parser = clap::value_parser!(u32).range(1..))]
     noisy_window: Option<u32>,
 
-    /// File to write the report to as JSON, latencies in microseconds.
+    /// File to write the report to as JSON, latencies in microseconds; `-` for stdout.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
 
@@ -217,6 +246,10 @@ struct NoisyArgs {
     /// seconds since the start of phase 1, warm-up included.
     #[arg(long, value_name = "FILE")]
     quiet_samples: Option<PathBuf>,
+
+    /// File to draw both tenants' delivery p99 per second of send time to, as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
 }
 
 fn parse_loopback_url(text: &str) -> Result<SocketAddr, String> {
@@ -276,6 +309,9 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Steady(args) => run_steady(args).await,
         Command::NoisyNeighbor(args) => run_noisy(args).await,
+        Command::Fanout(args) => fanout::main(args).await,
+        Command::Connections(args) => connections::main(args).await,
+        Command::Soak(args) => soak::main(args).await,
     }
 }
 
@@ -355,6 +391,8 @@ async fn run_steady(args: SteadyArgs) -> ExitCode {
         drain: Duration::from_secs(args.drain_secs),
         target: target.description.clone(),
         quotas,
+        plot: args.plot.clone(),
+        show_progress: progress::wanted(args.json.as_deref()),
     };
     let rest = RestClient::new(format!("http://{addr}"), target.admin_token.clone());
     let mut created = Vec::new();
@@ -423,6 +461,8 @@ async fn run_noisy(args: NoisyArgs) -> ExitCode {
         target: target.description.clone(),
         server_pid: target.server.as_ref().and_then(SpawnedServer::pid),
         quiet_samples: args.quiet_samples.clone(),
+        plot: args.plot.clone(),
+        show_progress: progress::wanted(args.json.as_deref()),
     };
 
     let rest = RestClient::new(format!("http://{addr}"), target.admin_token.clone());
@@ -453,14 +493,26 @@ fn finish<R: RunReport>(outcome: Result<R, String>, server_log: Option<ServerLog
         }
     };
     report.set_server_log(server_log);
-    print!("{}", report.to_table());
+    // With `--json -` the JSON goes to stdout, so the table goes to stderr.
+    let json_to_stdout = json.is_some_and(|path| path == Path::new("-"));
+    if json_to_stdout {
+        eprint!("{}", report.to_table());
+    } else {
+        print!("{}", report.to_table());
+    }
 
+    let json = if json_to_stdout { Some(Path::new("/dev/stdout")) } else { json };
     if let Some(path) = json {
         if let Err(message) = report.write_json(path) {
             tracing::error!("{message}");
             return ExitCode::from(EXIT_RUN_FAILED);
         }
     }
+    exit_code_for(&report)
+}
+
+/// Returns the exit code of a run that finished: 0 when every check passed, 1 otherwise.
+fn exit_code_for(report: &impl RunReport) -> ExitCode {
     if report.passed() {
         ExitCode::SUCCESS
     } else {

@@ -11,7 +11,7 @@ mod history;
 mod quiet;
 mod report;
 mod sampling;
-mod traffic;
+pub(crate) mod traffic;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
@@ -22,6 +22,8 @@ use bulkhead_client::proto::{PatchTenantRequest, QuotasPatch};
 use bulkhead_client::RestClient;
 use tokio::time::Instant;
 
+use crate::plot::{self, LatencySeries};
+use crate::progress::Progress;
 use crate::provision::{self, TenantSetup, TenantSpec};
 use crate::steady::{
     quotas_patch, wait_until_true, StopSignals, REQUEST_TIMEOUT, TOKEN_TTL_MARGIN_SECS,
@@ -91,6 +93,10 @@ pub struct Settings {
     pub server_pid: Option<u32>,
     /// File for every quiet latency sample as CSV.
     pub quiet_samples: Option<PathBuf>,
+    /// File to draw both tenants' delivery p99 per second to, as SVG.
+    pub plot: Option<PathBuf>,
+    /// Whether to draw a progress bar over the two phases.
+    pub show_progress: bool,
 }
 
 /// The noisy tenant's send rate, worked out from its quotas.
@@ -194,7 +200,10 @@ pub async fn run(
     };
     let noisy = tokio::spawn(traffic::drive(noisy_plan));
 
-    wait_for_phase_two(timeline, signals).await;
+    let mut bar = Progress::timed(settings.show_progress, 2 * settings.phase);
+    bar.set_message("phase 1: quiet tenant alone");
+    wait_for_phase_two(timeline, signals, &bar).await;
+    bar.finish();
     let samples = sampler
         .await
         .map_err(|e| format!("the metrics sampler failed: {e}"))?;
@@ -211,6 +220,16 @@ pub async fn run(
 
     if let Some(path) = &settings.quiet_samples {
         write_quiet_samples(path, &quiet_outcome)?;
+    }
+    if let Some(path) = &settings.plot {
+        let series = [
+            (quiet_setup.tenant.clone(), delivery_series(&quiet_outcome)),
+            (noisy_setup.tenant.clone(), delivery_series(&noisy_outcome)),
+        ];
+        let named: Vec<(String, &LatencySeries)> =
+            series.iter().map(|(name, s)| (name.clone(), s)).collect();
+        let title = "noisy-neighbor: delivery p99 per second (phase 2 starts at the middle)";
+        plot::write_latency_plot(path, title, &named)?;
     }
     let history = check_noisy_history(rest, &noisy_setup, &noisy_outcome).await;
     let inputs = figures::Inputs {
@@ -314,11 +333,12 @@ async fn take_samples(
 }
 
 /// Waits until the end of phase 2 or the first Ctrl-C, logging the start of phase 2.
-async fn wait_for_phase_two(timeline: Timeline, signals: &StopSignals) {
+async fn wait_for_phase_two(timeline: Timeline, signals: &StopSignals, bar: &Progress) {
     let mut stop = signals.stop_sending.clone();
     tokio::select! {
         _ = tokio::time::sleep_until(timeline.phase_two()) => {
             tracing::info!("phase 2: the noisy tenant floods");
+            bar.set_message("phase 2: the noisy tenant floods");
         }
         _ = wait_until_true(&mut stop) => return,
     }
@@ -348,6 +368,17 @@ async fn lift_noisy_quotas(rest: &RestClient, tenant: &str) {
             "failed to raise the noisy tenant's quotas; its queued sends drain at its quota"
         ),
     }
+}
+
+/// Collects a tenant's delivery latencies by send time, for the plot.
+fn delivery_series(outcome: &TrafficOutcome) -> LatencySeries {
+    let mut series = LatencySeries::default();
+    for delivery in outcome.recorders.iter().flat_map(|r| &r.deliveries) {
+        if let Some(sent_ns) = delivery.sent_ns {
+            series.record(sent_ns, delivery.received_ns.saturating_sub(sent_ns) / 1000);
+        }
+    }
+    series
 }
 
 /// Writes one CSV row per quiet ack and delivery: the kind, the send time in seconds since
@@ -459,6 +490,8 @@ mod tests {
             target: "test".to_string(),
             server_pid: None,
             quiet_samples: None,
+            plot: None,
+            show_progress: false,
         }
     }
 

@@ -330,6 +330,38 @@ impl Report {
     }
 }
 
+/// Writes `report` to `path` as pretty-printed JSON with a final newline.
+pub fn write_json_file<T: Serialize>(report: &T, path: &Path) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(report).expect("the report serializes to JSON");
+    std::fs::write(path, text + "\n")
+        .map_err(|e| format!("failed to write the JSON report to {}: {e}", path.display()))
+}
+
+/// Writes the server log counts and the checks, the last part of a scenario's table.
+/// `passed` is the sentence printed when no check failed.
+pub fn write_checks(
+    out: &mut String,
+    server_log: Option<ServerLogCounts>,
+    failures: &[String],
+    passed: &str,
+) {
+    if let Some(log) = server_log {
+        let _ = writeln!(
+            out,
+            "\nserver log: {} WARN lines, {} ERROR lines",
+            log.warnings, log.errors
+        );
+    }
+    if failures.is_empty() {
+        let _ = writeln!(out, "\nchecks passed: {passed}");
+    } else {
+        let _ = writeln!(out, "\nchecks FAILED:");
+        for failure in failures {
+            let _ = writeln!(out, "  {failure}");
+        }
+    }
+}
+
 pub fn to_ms(micros: u64) -> f64 {
     micros as f64 / 1000.0
 }

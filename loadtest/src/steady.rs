@@ -5,6 +5,7 @@
 //! for the outstanding deliveries and then checks them.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,9 +24,11 @@ use tokio::time::Instant;
 
 use bulkhead_client::proto::QuotasPatch;
 
+use crate::plot::{self, LatencySeries};
+use crate::progress::Progress;
 use crate::provision::{self, Plan, TenantSetup};
 use crate::report::{new_latency_histogram, GroupStats, Report, RunSettings};
-use crate::verify::{self, ConversationLog, UNKNOWN_SENDER};
+use crate::verify::{self, ConversationLog, Received, UNKNOWN_SENDER};
 
 /// Bytes of a message body other than the padding and the digits of `t`.
 const BODY_OVERHEAD: usize = r#"{"p":"","t":}"#.len();
@@ -39,7 +42,11 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Token lifetime beyond the run's time limits, so that no token expires during a slow run.
 pub const TOKEN_TTL_MARGIN_SECS: u64 = 3600;
 
+/// How often progress is logged when no progress bar is drawn.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How often the progress bar's counts are updated.
+const BAR_INTERVAL: Duration = Duration::from_millis(200);
 
 /// When sends failed, the delivered count also includes messages that the server stored
 /// without acking, so reaching the expected count does not prove that every acked message
@@ -64,6 +71,10 @@ pub struct Settings {
     pub target: String,
     /// Quotas set on every tenant in place of the server's defaults, by field name.
     pub quotas: BTreeMap<String, u64>,
+    /// File to draw each tenant's delivery p99 per second to, as SVG.
+    pub plot: Option<PathBuf>,
+    /// Whether to draw a progress bar in place of the progress log lines.
+    pub show_progress: bool,
 }
 
 /// Ctrl-C state. The first Ctrl-C sets `stop_sending`. The second sets `abort`, which also
@@ -153,6 +164,7 @@ pub async fn run(
                 stop: stop_receiving.clone(),
                 live: tenant.live.clone(),
                 label: label.clone(),
+                record_series: settings.plot.is_some(),
             };
             tenant_receivers.push(tokio::spawn(receiver.run()));
 
@@ -175,9 +187,12 @@ pub async fn run(
         receivers.push(tenant_receivers);
         senders.push(tenant_senders);
     }
+    let total_messages = u64::from(settings.tenants) * u64::from(settings.connections) * settings.messages;
+    let bar = Progress::counter(settings.show_progress, total_messages, "messages sent");
     let progress = tokio::spawn(log_progress(
         tenants.iter().map(|t| t.live.clone()).collect(),
         stop_receiving.clone(),
+        bar,
     ));
 
     let mut sender_results = Vec::new();
@@ -205,6 +220,9 @@ pub async fn run(
     }
     close_connections(&tenants).await;
 
+    if let Some(path) = &settings.plot {
+        write_plot(path, settings, &tenants, &mut receiver_results)?;
+    }
     let interrupted = *signals.stop_sending.borrow();
     Ok(build_report(
         settings,
@@ -326,13 +344,51 @@ async fn wait_for_deliveries(
     }
 }
 
-async fn log_progress(tenants: Vec<Arc<LiveCounters>>, mut stop: watch::Receiver<bool>) {
-    let mut ticks = tokio::time::interval(PROGRESS_INTERVAL);
+/// Draws each tenant's delivery p99 per second of send time to `path`.
+fn write_plot(
+    path: &std::path::Path,
+    settings: &Settings,
+    tenants: &[TenantRun],
+    receivers: &mut [Vec<ReceiverResult>],
+) -> Result<(), String> {
+    let mut series = Vec::new();
+    for (tenant, results) in tenants.iter().zip(receivers.iter_mut()) {
+        let mut merged = LatencySeries::default();
+        for result in results.iter_mut() {
+            merged.merge(result.series.take().unwrap_or_default());
+        }
+        series.push((tenant.setup.tenant.clone(), merged));
+    }
+    let named: Vec<(String, &LatencySeries)> =
+        series.iter().map(|(name, s)| (name.clone(), s)).collect();
+    let title = format!(
+        "steady: delivery p99 per second, {} tenant(s) x {} connections",
+        settings.tenants, settings.connections
+    );
+    plot::write_latency_plot(path, &title, &named)
+}
+
+/// Shows the counts on the progress bar when it is drawn, and logs them every
+/// [`PROGRESS_INTERVAL`] otherwise.
+async fn log_progress(
+    tenants: Vec<Arc<LiveCounters>>,
+    mut stop: watch::Receiver<bool>,
+    mut bar: Progress,
+) {
+    let interval = if bar.is_shown() {
+        BAR_INTERVAL
+    } else {
+        PROGRESS_INTERVAL
+    };
+    let mut ticks = tokio::time::interval(interval);
     ticks.tick().await;
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
-            _ = wait_until_true(&mut stop) => return,
+            _ = wait_until_true(&mut stop) => {
+                bar.finish();
+                return;
+            }
         }
         let total = |counter: fn(&LiveCounters) -> &AtomicU64| -> u64 {
             tenants
@@ -340,6 +396,16 @@ async fn log_progress(tenants: Vec<Arc<LiveCounters>>, mut stop: watch::Receiver
                 .map(|t| counter(t).load(Ordering::Relaxed))
                 .sum()
         };
+        if bar.is_shown() {
+            bar.set_position(total(|c| &c.sent));
+            bar.set_message(format!(
+                "acked {} failed {} delivered {}",
+                total(|c| &c.acked),
+                total(|c| &c.failed),
+                total(|c| &c.delivered)
+            ));
+            continue;
+        }
         tracing::info!(
             sent = total(|c| &c.sent),
             acked = total(|c| &c.acked),
@@ -560,12 +626,14 @@ struct Receiver {
     live: Arc<LiveCounters>,
     /// `tenant/user`, for log lines.
     label: String,
+    /// Whether to keep every delivery latency by send time, for `--plot`.
+    record_series: bool,
 }
 
 #[derive(Default)]
 struct ReceiverResult {
-    /// `(seq, sender index)` of each `message` event of the tenant's conversation, in order.
-    delivered: Vec<(u64, u32)>,
+    /// Each `message` event of the tenant's conversation, in arrival order.
+    delivered: Vec<Received>,
     delivery_latency: Option<Histogram<u64>>,
     /// `message` events of another conversation.
     foreign_messages: u64,
@@ -576,6 +644,8 @@ struct ReceiverResult {
     dropped_events: u64,
     /// Set when the server closed the connection before the end of the run.
     closed_early: Option<CloseInfo>,
+    /// Delivery latencies by send time, kept only for `--plot`.
+    series: Option<LatencySeries>,
 }
 
 impl Receiver {
@@ -583,6 +653,7 @@ impl Receiver {
     async fn run(mut self) -> ReceiverResult {
         let mut result = ReceiverResult {
             delivery_latency: Some(new_latency_histogram()),
+            series: self.record_series.then(LatencySeries::default),
             ..ReceiverResult::default()
         };
         loop {
@@ -620,8 +691,12 @@ impl Receiver {
 
         match serde_json::from_str::<BodyStamp>(item.body.get()) {
             Ok(stamp) => {
+                let latency_us = now_ns.saturating_sub(stamp.t) / 1000;
                 let latency = result.delivery_latency.as_mut().expect("set in run");
-                latency.saturating_record(now_ns.saturating_sub(stamp.t) / 1000);
+                latency.saturating_record(latency_us);
+                if let Some(series) = result.series.as_mut() {
+                    series.record(stamp.t, latency_us);
+                }
             }
             Err(_) => result.unreadable_bodies += 1,
         }
@@ -630,7 +705,7 @@ impl Receiver {
             .get(&item.from)
             .copied()
             .unwrap_or(UNKNOWN_SENDER);
-        result.delivered.push((item.seq, sender));
+        result.delivered.push(Received::new(item.seq, sender));
         self.live.delivered.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -702,33 +777,7 @@ fn build_report(
         stats.order_violations = findings.order_violations;
         stats.gaps = findings.gaps;
 
-        if findings.undelivered > 0 {
-            failures.push(format!(
-                "{name}: {} deliveries of acked messages missing {} s after sending ended",
-                findings.undelivered,
-                settings.drain.as_secs()
-            ));
-        }
-        if findings.order_violations > 0 {
-            failures.push(format!(
-                "{name}: {} events arrived with a seq not above the previous one",
-                findings.order_violations
-            ));
-        }
-        if findings.gaps > 0 {
-            failures.push(format!(
-                "{name}: {} seqs missing between received ones",
-                findings.gaps
-            ));
-        }
-        if !findings.is_clean() {
-            failures.extend(
-                findings
-                    .examples
-                    .iter()
-                    .map(|example| format!("{name}: {example}")),
-            );
-        }
+        failures.extend(findings.failure_lines(name, settings.drain));
         if foreign_messages > 0 {
             failures.push(format!(
                 "{name}: {foreign_messages} message events of another conversation"

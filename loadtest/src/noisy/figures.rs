@@ -14,7 +14,7 @@ use super::traffic::TrafficOutcome;
 use super::{FloodRate, Settings};
 use crate::provision::TenantSetup;
 use crate::report::{new_latency_histogram, LatencySummary};
-use crate::verify::{self, ConversationLog};
+use crate::verify::{self, ConversationLog, Received};
 
 /// Everything the report is computed from.
 pub struct Inputs<'a> {
@@ -212,37 +212,19 @@ fn check_quiet_deliveries(inputs: &Inputs<'_>, failures: &mut Vec<String>) {
             .quiet
             .recorders
             .iter()
-            .map(|r| r.deliveries.iter().map(|d| (d.seq, d.sender)).collect())
+            .map(|r| {
+                r.deliveries
+                    .iter()
+                    .map(|d| Received::new(d.seq, d.sender))
+                    .collect()
+            })
             .collect(),
+        ..ConversationLog::default()
     };
     let member_names: Vec<String> = setup.members.iter().map(|m| m.user.clone()).collect();
     let findings = verify::check_conversation(&log, &member_names);
 
-    if findings.undelivered > 0 {
-        failures.push(format!(
-            "{name}: {} deliveries of acked messages missing {} s after sending ended",
-            findings.undelivered,
-            inputs.settings.drain.as_secs()
-        ));
-    }
-    if findings.order_violations > 0 {
-        failures.push(format!(
-            "{name}: {} events arrived with a seq not above the previous one",
-            findings.order_violations
-        ));
-    }
-    if findings.gaps > 0 {
-        failures.push(format!(
-            "{name}: {} seqs missing between received ones",
-            findings.gaps
-        ));
-    }
-    failures.extend(
-        findings
-            .examples
-            .iter()
-            .map(|example| format!("{name}: {example}")),
-    );
+    failures.extend(findings.failure_lines(name, inputs.settings.drain));
 
     let unreadable = (inputs.quiet.recorders.iter().flat_map(|r| &r.deliveries))
         .filter(|d| d.sent_ns.is_none())
