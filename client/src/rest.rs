@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use bulkhead_proto::{
-    AddMemberRequest, ApiKey, Conversation, CreateApiKeyRequest, CreateConversationRequest,
+    AddMemberRequest, ApiKey, AuditPage, Conversation, CreateApiKeyRequest, CreateConversationRequest,
     CreateTenantRequest, CreateUserRequest, CreatedApiKey, CreatedTenant, List, MessagePage,
-    MintTokenRequest, MintedToken, PatchTenantRequest, PostMessageRequest, RestError, SendAck,
+    MintTokenRequest, MintedToken, NetworkPolicy, PatchTenantRequest, PostMessageRequest, RestError, SendAck,
     Tenant, User,
 };
 use reqwest::{Method, Url};
@@ -20,6 +20,9 @@ pub const DEFAULT_REST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Header that the server requires on deletes of tenants and users, set to the deleted id.
 const CONFIRM_DELETE_HEADER: &str = "X-Confirm-Delete";
+
+/// Header that the server requires on network policy changes, set to the tenant id.
+const CONFIRM_NETWORK_POLICY_HEADER: &str = "X-Confirm-Network-Policy";
 
 /// A client for the REST API, bound to one base URL and one credential.
 ///
@@ -123,6 +126,57 @@ impl RestClient {
         let route = Route::new(&["v1", "tenants", tenant]);
         self.call_no_content(Method::DELETE, route, &[(CONFIRM_DELETE_HEADER, tenant)])
             .await
+    }
+
+    /// Suspends a tenant (platform admin): its sessions close with 4003 and its credentials
+    /// get `tenant_suspended` until it is resumed.
+    pub async fn suspend_tenant(&self, tenant: &str) -> Result<Tenant, ClientError> {
+        let route = Route::new(&["v1", "tenants", tenant, "suspend"]);
+        self.call(Method::POST, route, None::<&()>, &[]).await
+    }
+
+    pub async fn resume_tenant(&self, tenant: &str) -> Result<Tenant, ClientError> {
+        let route = Route::new(&["v1", "tenants", tenant, "resume"]);
+        self.call(Method::POST, route, None::<&()>, &[]).await
+    }
+
+    pub async fn network_policy(&self, tenant: &str) -> Result<NetworkPolicy, ClientError> {
+        let route = Route::new(&["v1", "tenants", tenant, "network-policy"]);
+        self.call(Method::GET, route, None::<&()>, &[]).await
+    }
+
+    /// Replaces a tenant's network allowlist, sending the confirmation header the server
+    /// requires.
+    pub async fn set_network_policy(
+        &self,
+        tenant: &str,
+        policy: &NetworkPolicy,
+    ) -> Result<NetworkPolicy, ClientError> {
+        let route = Route::new(&["v1", "tenants", tenant, "network-policy"]);
+        let confirm = [(CONFIRM_NETWORK_POLICY_HEADER, tenant)];
+        self.call(Method::PUT, route, Some(policy), &confirm).await
+    }
+
+    /// Reads a page of a tenant's audit log. `query` contains the filters and the position:
+    /// `action`, `since`, `until`, `after` and `limit`.
+    pub async fn tenant_audit(
+        &self,
+        tenant: &str,
+        query: &[(&'static str, String)],
+    ) -> Result<AuditPage, ClientError> {
+        let mut route = Route::new(&["v1", "tenants", tenant, "audit"]);
+        route.query.extend(query.iter().cloned());
+        self.call(Method::GET, route, None::<&()>, &[]).await
+    }
+
+    /// Reads a page of the platform audit log, with the filters of [`RestClient::tenant_audit`].
+    pub async fn platform_audit(
+        &self,
+        query: &[(&'static str, String)],
+    ) -> Result<AuditPage, ClientError> {
+        let mut route = Route::new(&["v1", "audit"]);
+        route.query.extend(query.iter().cloned());
+        self.call(Method::GET, route, None::<&()>, &[]).await
     }
 
     // Users.

@@ -74,6 +74,11 @@ pub enum Action {
     SendMessages,
     MintTokens,
     ManageKeys,
+    SuspendTenant,
+    ReadAudit,
+    ReadPlatformAudit,
+    ReadNetworkPolicy,
+    ManageNetworkPolicy,
 }
 
 impl Action {
@@ -94,6 +99,11 @@ impl Action {
             Action::SendMessages => "send messages",
             Action::MintTokens => "mint user tokens",
             Action::ManageKeys => "manage API keys (needs an admin key)",
+            Action::SuspendTenant => "suspend or resume the tenant (needs the platform admin token)",
+            Action::ReadAudit => "read the audit log (needs an admin or auditor key)",
+            Action::ReadPlatformAudit => "read the platform audit log",
+            Action::ReadNetworkPolicy => "read the network policy (needs an admin or auditor key)",
+            Action::ManageNetworkPolicy => "change the network policy (needs an admin key)",
         }
     }
 }
@@ -107,8 +117,11 @@ pub fn allows(principal: &Principal, action: Action) -> bool {
         Principal::TenantKey { role, .. } => *role,
     };
     match role {
-        KeyRole::Admin => !matches!(action, CreateTenant | ListTenants | UpdateTenant | DeleteTenant),
-        KeyRole::Auditor => matches!(action, ReadTenant | ReadUsage),
+        KeyRole::Admin => !matches!(
+            action,
+            CreateTenant | ListTenants | UpdateTenant | DeleteTenant | SuspendTenant | ReadPlatformAudit
+        ),
+        KeyRole::Auditor => matches!(action, ReadTenant | ReadUsage | ReadAudit | ReadNetworkPolicy),
         KeyRole::Service => matches!(
             action,
             ManageUsers | ReadUsers | ManageConversations | ReadConversations | ReadMessages | SendMessages | MintTokens
@@ -356,6 +369,18 @@ mod tests {
         assert!(!allows(&key(KeyRole::Admin), Action::DeleteTenant));
         assert!(allows(&key(KeyRole::Admin), Action::ManageKeys));
         assert!(!allows(&key(KeyRole::Service), Action::ManageKeys));
+    }
+
+    #[test]
+    fn audit_readers_and_policy_writers() {
+        assert!(allows(&key(KeyRole::Auditor), Action::ReadAudit));
+        assert!(allows(&key(KeyRole::Admin), Action::ReadAudit));
+        assert!(!allows(&key(KeyRole::Service), Action::ReadAudit));
+        assert!(!allows(&key(KeyRole::Admin), Action::ReadPlatformAudit));
+        assert!(allows(&key(KeyRole::Admin), Action::ManageNetworkPolicy));
+        assert!(!allows(&key(KeyRole::Auditor), Action::ManageNetworkPolicy));
+        assert!(!allows(&key(KeyRole::Admin), Action::SuspendTenant));
+        assert!(allows(&Principal::PlatformAdmin, Action::SuspendTenant));
     }
 
     #[test]

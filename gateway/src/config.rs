@@ -6,6 +6,7 @@ use std::{net::SocketAddr, path::{Path, PathBuf}};
 use bulkhead_engine::EngineConfig;
 use bulkhead_proto::Quotas;
 use bulkhead_storage::StorageOptions;
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,6 +29,9 @@ pub struct Config {
     pub storage: StorageOptions,
     pub engine: EngineConfig,
     pub websocket: WebSocketConfig,
+    /// Proxies whose `X-Forwarded-For` header names the client, as CIDR blocks. Requests
+    /// from any other peer are judged by their TCP peer address, whatever the header contains.
+    pub trusted_proxies: Vec<IpNet>,
     /// Quotas of a tenant created without explicit values.
     pub default_quotas: Quotas,
 }
@@ -78,6 +82,7 @@ impl Default for Config {
             storage: StorageOptions::default(),
             engine: EngineConfig::default(),
             websocket: WebSocketConfig::default(),
+            trusted_proxies: Vec::new(),
             default_quotas: default_quotas(),
         }
     }

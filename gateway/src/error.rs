@@ -40,6 +40,14 @@ impl ApiError {
         ApiError::new(ErrorCode::Forbidden, message)
     }
 
+    /// Builds the error for a high-risk operation sent without `header: value` (HTTP 428).
+    pub fn confirmation_required(action: &str, header: &str, value: &str) -> Self {
+        ApiError::new(
+            ErrorCode::ConfirmationRequired,
+            format!("{action} needs the header {header}: {value}"),
+        )
+    }
+
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
             code: self.code,

@@ -6,9 +6,11 @@
 //! handlers receive a [`state::TenantContext`] from the authentication layer; they never
 //! take a tenant id from a request body.
 
+mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
+mod network;
 mod rest;
 pub mod server;
 mod state;

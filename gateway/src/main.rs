@@ -6,7 +6,10 @@ use bulkhead_gateway::{
     config::{Config, LogFormat},
     server,
 };
-use bulkhead_storage::Durability;
+use bulkhead_storage::{
+    audit::{self, ChainStatus},
+    Durability, TenantId,
+};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -20,6 +23,26 @@ struct Cli {
 enum Command {
     /// Start the server.
     Serve(ServeArgs),
+    /// Inspect the audit logs of a stopped server.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk an audit log's hash chain and report the first broken entry. Exits with 0 when
+    /// the chain is intact, 1 when it is broken and 2 when the log cannot be read.
+    Verify(VerifyArgs),
+}
+
+#[derive(clap::Args)]
+struct VerifyArgs {
+    /// Data directory of the server (the one given to `serve`); the server must be stopped.
+    #[arg(long, env = "BULKHEAD_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Verify this tenant's log instead of the platform log.
+    #[arg(long)]
+    tenant: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -53,6 +76,7 @@ fn main() -> ExitCode {
     let _fail_scenario = fail::FailScenario::setup();
 
     match cli.command {
+        Command::Audit(AuditCommand::Verify(args)) => verify_audit(&args),
         Command::Serve(args) => {
             let config = match build_config(args) {
                 Ok(config) => config,
@@ -69,6 +93,37 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn verify_audit(args: &VerifyArgs) -> ExitCode {
+    let tenant = match args.tenant.as_deref().map(TenantId::parse).transpose() {
+        Ok(tenant) => tenant,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let log = match &tenant {
+        Some(tenant) => format!("audit log of tenant {tenant}"),
+        None => "platform audit log".to_owned(),
+    };
+    let db_path = args.data_dir.join("db");
+
+    match audit::verify_offline(&db_path, tenant.as_ref()) {
+        Ok(ChainStatus::Intact { entries, head }) => {
+            let head = head.map(|h| hex::encode(h.sha256)).unwrap_or_else(|| "none".into());
+            println!("ok: {log}, {entries} entries, head sha256 {head}");
+            ExitCode::SUCCESS
+        }
+        Ok(ChainStatus::Broken { seq, reason }) => {
+            println!("broken: {log}, first broken entry seq {seq}: {reason}");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("error: failed to verify the {log} in {}: {err}", db_path.display());
+            ExitCode::from(2)
         }
     }
 }

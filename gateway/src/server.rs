@@ -7,7 +7,7 @@ use bulkhead_engine::Engine;
 use bulkhead_storage::Storage;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::{auth::AdminToken, config::Config, rest, state::AppState, telemetry, ws};
+use crate::{auth::AdminToken, config::Config, network::NetworkPolicies, rest, state::AppState, telemetry, ws};
 
 /// How long a stopping server waits for sessions to finish their in-flight requests and
 /// close, before it stops anyway. Sends still waiting then are not acknowledged, but every
@@ -39,6 +39,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
         admin,
         config: Arc::new(config.clone()),
         metrics: telemetry::install_metrics(),
+        network_policies: NetworkPolicies::default(),
     });
     let server = HttpServer::new(move || {
         App::new()

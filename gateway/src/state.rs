@@ -1,6 +1,6 @@
 //! State shared by every request handler, and the extraction of a request's tenant scope.
 
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc};
 
 use actix_web::HttpRequest;
 use bulkhead_engine::{Engine, TenantHandle};
@@ -8,9 +8,11 @@ use bulkhead_storage::TenantId;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::{
+    audit::Caller,
     auth::{self, Action, AdminToken, Principal},
     config::Config,
     error::ApiError,
+    network::{self, NetworkPolicies},
 };
 
 pub struct AppState {
@@ -18,6 +20,7 @@ pub struct AppState {
     pub admin: AdminToken,
     pub config: Arc<Config>,
     pub metrics: PrometheusHandle,
+    pub network_policies: NetworkPolicies,
 }
 
 /// An authenticated, authorized request on one tenant. Handlers get the tenant from here,
@@ -30,14 +33,20 @@ pub struct TenantContext {
 impl AppState {
     /// Authenticates the request and checks that it may perform a platform-level `action`.
     pub fn platform(&self, req: &HttpRequest, action: Action) -> Result<Principal, ApiError> {
-        let principal = self.principal(req)?;
-        auth::authorize(&principal, action, None)?;
-        Ok(principal)
+        let caller = self.caller(req)?;
+        auth::authorize(&caller.principal, action, None)?;
+        Ok(caller.principal)
     }
 
     /// Authenticates the request and checks that it may perform `action` on tenant `tid`.
     pub fn tenant_scope(&self, req: &HttpRequest, tid: &str, action: Action) -> Result<TenantContext, ApiError> {
-        let principal = self.principal(req)?;
+        let caller = self.caller(req)?;
+        self.scope(&caller, tid, action)
+    }
+
+    /// Checks that an authenticated caller may perform `action` on tenant `tid`.
+    pub fn scope(&self, caller: &Caller, tid: &str, action: Action) -> Result<TenantContext, ApiError> {
+        let principal = caller.principal.clone();
         let tenant_id = TenantId::parse(tid).map_err(|_| ApiError::not_found(format!("tenant {tid}")))?;
         auth::authorize(&principal, action, Some(&tenant_id))?;
 
@@ -52,8 +61,21 @@ impl AppState {
         Ok(TenantContext { principal, tenant })
     }
 
-    fn principal(&self, req: &HttpRequest) -> Result<Principal, ApiError> {
+    /// Authenticates the request's credential and, for a tenant key, checks the client
+    /// address against that tenant's network allowlist.
+    pub fn caller(&self, req: &HttpRequest) -> Result<Caller, ApiError> {
         let credential = auth::bearer(req, false);
-        auth::authenticate(credential.as_deref(), &self.admin, self.engine.storage())
+        let principal = auth::authenticate(credential.as_deref(), &self.admin, self.engine.storage())?;
+        let source = self.client_address(req);
+        if let Principal::TenantKey { tenant, .. } = &principal {
+            self.network_policies.check(self.engine.storage(), tenant, source)?;
+        }
+        Ok(Caller { principal, source })
+    }
+
+    /// Returns the client's address, read from `X-Forwarded-For` when the peer is a trusted
+    /// proxy.
+    pub fn client_address(&self, req: &HttpRequest) -> IpAddr {
+        network::client_address(req, &self.config.trusted_proxies)
     }
 }

@@ -29,8 +29,8 @@ async fn delete_drops_tenant_data() -> TestResult {
     // Without the confirmation header, or with the wrong id in it, nothing happens.
     for headers in [vec![], vec![("X-Confirm-Delete", "globex")]] {
         let (status, body) = admin.request(Method::DELETE, "/v1/tenants/acme", None, &headers).await?;
-        assert_eq!(status, 400, "{body}");
-        assert_eq!(body["error"]["code"], "invalid_request");
+        assert_eq!(status, 428, "{body}");
+        assert_eq!(body["error"]["code"], "confirmation_required");
     }
     assert!(admin.get_tenant("acme").await.is_ok());
 

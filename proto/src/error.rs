@@ -27,6 +27,9 @@ pub enum ErrorCode {
     TenantSuspended,
     /// The object already exists (REST only: creating a tenant, user or conversation twice).
     Conflict,
+    /// A high-risk operation is missing its confirmation header, or the header names another
+    /// object (REST only, HTTP 428). The message names the header and the value it needs.
+    ConfirmationRequired,
     /// An unexpected server-side failure. Nothing acknowledged before it is lost.
     Internal,
 }
@@ -44,6 +47,7 @@ impl ErrorCode {
             ErrorCode::FeatureDisabled => "feature_disabled",
             ErrorCode::TenantSuspended => "tenant_suspended",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::ConfirmationRequired => "confirmation_required",
             ErrorCode::Internal => "internal",
         }
     }
@@ -56,6 +60,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,
+            ErrorCode::ConfirmationRequired => 428,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::QuotaExceeded | ErrorCode::RateLimited => 429,
             ErrorCode::FeatureDisabled => 403,

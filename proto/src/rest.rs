@@ -222,6 +222,64 @@ pub struct MessagePage {
     pub more: bool,
 }
 
+/// A tenant's network policy. An empty `allow` list admits every address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkPolicy {
+    /// CIDR blocks (`10.0.0.0/8`, `2001:db8::/32`) or single addresses that may use the
+    /// tenant's credentials.
+    pub allow: Vec<String>,
+}
+
+/// The performer of an audited action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AuditActor {
+    PlatformAdmin,
+    ApiKey { id: String },
+    User { id: String },
+}
+
+/// One entry of an audit log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch.
+    pub ts: u64,
+    pub actor: AuditActor,
+    /// `platform`, `admin`, `auditor`, `service` or `user`.
+    pub role: String,
+    /// Such as `user.delete`; the list is in docs/SECURITY.md.
+    pub action: String,
+    pub object: String,
+    /// The client's IP address.
+    pub source: String,
+    /// `ok`, or the error code the action failed with.
+    pub result: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Hex SHA-256 of the previous entry's stored bytes; 64 zeros for the first entry.
+    pub prev_sha256: String,
+    /// Hex SHA-256 of this entry's stored bytes.
+    pub sha256: String,
+}
+
+/// The newest entry of an audit log, for anchoring the chain outside the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditHead {
+    pub seq: u64,
+    pub sha256: String,
+}
+
+/// A page of an audit log. The next page starts `after` the last item's `seq`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub items: Vec<AuditEntry>,
+    pub more: bool,
+    /// `None` while the log is empty.
+    pub head: Option<AuditHead>,
+}
+
 /// A list response. Lists are small in this release (users, conversations, keys of a tenant)
 /// and are returned whole.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! Opening the database, the tenant registry, API keys and column family lifecycle.
 
-use std::{path::Path, sync::Arc};
+use std::{collections::HashMap, path::Path, sync::Arc};
 
 use rocksdb::{
     ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode, Options, ReadOptions,
@@ -9,11 +9,15 @@ use rocksdb::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    audit::{AuditEntry, AuditEvent, AuditHead, AuditLog, AuditPage, AuditQuery, ChainStatus},
     codec,
     committer::{Committer, Db, Durability, Op},
-    keys::{self, SYS_CF, TENANT_CF_PREFIX},
-    ApiKeyRecord, Result, StorageError, TenantId, TenantRecord, TenantStore, Tier,
+    keys::{self, TenantKeys, SYS_CF, TENANT_CF_PREFIX},
+    ApiKeyRecord, NetworkPolicyRecord, Result, StorageError, TenantId, TenantRecord, TenantStore, Tier,
 };
+
+/// The lock that orders appends to one audit log, shared by every handle on that log.
+type AppendLock = Arc<tokio::sync::Mutex<()>>;
 
 /// Tuning of the RocksDB instance. Defaults are sized for a server with a few GiB of memory
 /// and a few thousand tenants; every value may change with measurements.
@@ -49,6 +53,9 @@ pub struct Storage {
     db: Arc<Db>,
     committer: Committer,
     cf_options: Options,
+    platform_audit: AuditLog,
+    /// Append locks of the tenant audit logs, created on first use.
+    tenant_audit_locks: parking_lot::Mutex<HashMap<TenantId, AppendLock>>,
     // Kept alive for as long as the database; RocksDB holds a reference through the options.
     _write_buffer_manager: WriteBufferManager,
 }
@@ -95,10 +102,19 @@ impl Storage {
         let db = Arc::new(db);
         let committer = Committer::start(db.clone(), options.durability);
 
+        let platform_audit = AuditLog::new(
+            db.clone(),
+            committer.clone(),
+            SYS_CF.into(),
+            keys::platform_audit_keys(),
+            AppendLock::default(),
+        );
         let storage = Arc::new(Storage {
             db,
             committer,
             cf_options,
+            platform_audit,
+            tenant_audit_locks: parking_lot::Mutex::new(HashMap::new()),
             _write_buffer_manager: write_buffer_manager,
         });
         storage.drop_orphan_column_families(&names)?;
@@ -182,12 +198,16 @@ impl Storage {
             return Err(StorageError::TenantNotFound(tenant.to_owned()));
         }
 
-        let mut ops = vec![sys_delete(keys::sys_tenant(tenant))];
+        let mut ops = vec![
+            sys_delete(keys::sys_tenant(tenant)),
+            sys_delete(keys::sys_network_policy(tenant)),
+        ];
         for key in self.api_keys(id)? {
             ops.push(sys_delete(keys::sys_key(&key.id)));
             ops.push(sys_delete(keys::sys_tenant_key_index(tenant, &key.id)));
         }
         self.committer.commit(ops).await?;
+        self.tenant_audit_locks.lock().remove(id);
 
         let cf_name = keys::tenant_cf_name(tenant);
         self.db
@@ -200,12 +220,23 @@ impl Storage {
         if self.tenant(id)?.is_none() {
             return Ok(None);
         }
+        let cf: Arc<str> = keys::tenant_cf_name(id.as_str()).into();
+        let prefix = Vec::new();
+        let append_lock = self.tenant_audit_locks.lock().entry(id.clone()).or_default().clone();
+        let audit = AuditLog::new(
+            self.db.clone(),
+            self.committer.clone(),
+            cf.clone(),
+            TenantKeys::new(prefix.clone()).audit_keys(),
+            append_lock,
+        );
         Ok(Some(TenantStore::new(
             self.db.clone(),
             self.committer.clone(),
-            keys::tenant_cf_name(id.as_str()).into(),
-            Vec::new(),
+            cf,
+            prefix,
             id.clone(),
+            audit,
         )))
     }
 
@@ -219,6 +250,45 @@ impl Storage {
         self.db
             .flush_wal(true)
             .map_err(|e| StorageError::rocks("failed to sync the WAL", e))
+    }
+
+    // ---- network policies ----
+
+    /// Returns the tenant's network policy, or `None` when none was set.
+    pub fn network_policy(&self, id: &TenantId) -> Result<Option<NetworkPolicyRecord>> {
+        self.sys_get(&keys::sys_network_policy(id.as_str()))?
+            .map(|bytes| codec::decode("network policy record", &bytes))
+            .transpose()
+    }
+
+    /// Stores the tenant's network policy. It is deleted together with the tenant.
+    pub async fn set_network_policy(&self, id: &TenantId, record: &NetworkPolicyRecord) -> Result<()> {
+        if self.tenant(id)?.is_none() {
+            return Err(StorageError::TenantNotFound(id.to_string()));
+        }
+        self.committer
+            .commit(vec![sys_put(keys::sys_network_policy(id.as_str()), codec::encode(record))])
+            .await
+    }
+
+    // ---- platform audit log ----
+
+    /// Appends to the platform audit log and returns the entry once it is durable.
+    pub async fn append_platform_audit(&self, event: AuditEvent) -> Result<AuditEntry> {
+        self.platform_audit.append(event).await
+    }
+
+    pub fn platform_audit(&self, query: &AuditQuery) -> Result<AuditPage> {
+        self.platform_audit.read(query)
+    }
+
+    pub fn platform_audit_head(&self) -> Result<Option<AuditHead>> {
+        self.platform_audit.head()
+    }
+
+    /// Walks the platform audit log's hash chain.
+    pub fn verify_platform_audit(&self) -> Result<ChainStatus> {
+        self.platform_audit.verify()
     }
 
     // ---- API keys ----

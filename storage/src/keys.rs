@@ -7,6 +7,9 @@
 //! | `t/<tenant>` | `TenantRecord` |
 //! | `k/<key id>` | `ApiKeyRecord` |
 //! | `K/<len><tenant><key id>` | empty: index of a tenant's keys |
+//! | `n/<tenant>` | `NetworkPolicyRecord` |
+//! | `a/<seq: u64 big-endian>` | `AuditEntry` of the platform audit log |
+//! | `h/audit` | `AuditHead` of the platform audit log |
 //!
 //! Tenant key space (the column family `t.<tenant>`, after the tenant prefix, which is empty
 //! for the `cf` tier). `<len>` is one byte holding the length of the id that follows, so no id
@@ -20,6 +23,10 @@
 //! | `m<len><conv><seq: u64 big-endian>` | `MessageRecord` |
 //! | `i<len><conv><client_msg_id>` | `u64` seq: the idempotency index |
 //! | `r<len><conv><user>` | `u64` seq: the user's read marker |
+//! | `a<seq: u64 big-endian>` | `AuditEntry` of the tenant's audit log |
+//! | `h` | `AuditHead` of the tenant's audit log |
+
+use crate::audit::AuditKeys;
 
 pub const SYS_CF: &str = "sys";
 pub const TENANT_CF_PREFIX: &str = "t.";
@@ -36,6 +43,17 @@ pub const SYS_TENANT_PREFIX: &[u8] = b"t/";
 
 pub fn sys_key(key_id: &str) -> Vec<u8> {
     [b"k/", key_id.as_bytes()].concat()
+}
+
+pub fn sys_network_policy(tenant: &str) -> Vec<u8> {
+    [b"n/", tenant.as_bytes()].concat()
+}
+
+pub(crate) fn platform_audit_keys() -> AuditKeys {
+    AuditKeys {
+        entry_prefix: b"a/".to_vec(),
+        head: b"h/audit".to_vec(),
+    }
 }
 
 pub fn sys_tenant_key_index(tenant: &str, key_id: &str) -> Vec<u8> {
@@ -118,6 +136,13 @@ impl TenantKeys {
         push_len_prefixed(&mut key, conv);
         key.extend_from_slice(client_msg_id.as_bytes());
         key
+    }
+
+    pub(crate) fn audit_keys(&self) -> AuditKeys {
+        AuditKeys {
+            entry_prefix: self.start(b'a'),
+            head: self.start(b'h'),
+        }
     }
 
     pub fn read_marker(&self, conv: &str, user: &str) -> Vec<u8> {

@@ -5,6 +5,8 @@
 //!
 //! - Each tenant's data lives in its own column family `t.<tenant>`; the tenant registry and
 //!   the API keys live in the `sys` column family.
+//! - Each tenant has an append-only [`audit`] log in its own key space, and the platform has
+//!   one in `sys`; both are hash chains that an offline walk can verify.
 //! - Code above this crate never sees the RocksDB handle. It gets a [`TenantStore`] bound to
 //!   one tenant, and every key that store can build starts inside that tenant's key space.
 //! - Every value goes through [`codec`], which writes a format version byte before the
@@ -17,6 +19,7 @@
 //! one `WriteBufferManager`, has a small write buffer of its own, and the WAL is capped by
 //! `max_total_wal_size`, which also stops an idle tenant from pinning old WAL files.
 
+pub mod audit;
 pub mod codec;
 mod committer;
 mod db;
@@ -31,8 +34,8 @@ pub use db::{Storage, StorageOptions};
 pub use error::{Result, StorageError};
 pub use ids::{ConvId, IdError, TenantId, UserId};
 pub use records::{
-    ApiKeyRecord, ConversationKind, ConversationRecord, KeyRole, MessageRecord, QuotaLimits,
-    TenantRecord, TenantStatus, Tier, UserRecord,
+    ApiKeyRecord, ConversationKind, ConversationRecord, KeyRole, MessageRecord, NetworkPolicyRecord,
+    QuotaLimits, TenantRecord, TenantStatus, Tier, UserRecord,
 };
 pub use tenant_store::{TenantBatch, TenantStore};
 

@@ -100,3 +100,12 @@ pub struct MessageRecord {
     /// self-describing JSON value, and keeping the text avoids a parse on every delivery.
     pub body_json: String,
 }
+
+/// A tenant's network policy, stored next to its registry entry. An empty allowlist admits
+/// every address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkPolicyRecord {
+    /// CIDR blocks in canonical text form, such as `10.0.0.0/8` or `2001:db8::/32`.
+    pub allow: Vec<String>,
+    pub updated_at_ms: u64,
+}

@@ -5,6 +5,7 @@ use std::{fmt, sync::Arc};
 use rocksdb::{Direction, IteratorMode, ReadOptions};
 
 use crate::{
+    audit::{AuditEntry, AuditEvent, AuditHead, AuditLog, AuditPage, AuditQuery, ChainStatus},
     codec,
     committer::{Committer, Db, Op},
     keys::{prefix_end, TenantKeys},
@@ -21,6 +22,7 @@ pub struct TenantStore {
     cf: Arc<str>,
     keys: TenantKeys,
     tenant: TenantId,
+    audit: AuditLog,
 }
 
 impl fmt::Debug for TenantStore {
@@ -97,6 +99,7 @@ impl TenantStore {
         cf: Arc<str>,
         prefix: Vec<u8>,
         tenant: TenantId,
+        audit: AuditLog,
     ) -> Self {
         TenantStore {
             db,
@@ -104,6 +107,7 @@ impl TenantStore {
             cf,
             keys: TenantKeys::new(prefix),
             tenant,
+            audit,
         }
     }
 
@@ -259,6 +263,26 @@ impl TenantStore {
             total += value.unwrap_or(0);
         }
         Ok(total)
+    }
+
+    // ---- audit log ----
+
+    /// Appends to the tenant's audit log and returns the entry once it is durable.
+    pub async fn append_audit(&self, event: AuditEvent) -> Result<AuditEntry> {
+        self.audit.append(event).await
+    }
+
+    pub fn audit(&self, query: &AuditQuery) -> Result<AuditPage> {
+        self.audit.read(query)
+    }
+
+    pub fn audit_head(&self) -> Result<Option<AuditHead>> {
+        self.audit.head()
+    }
+
+    /// Walks the tenant audit log's hash chain.
+    pub fn verify_audit(&self) -> Result<ChainStatus> {
+        self.audit.verify()
     }
 
     // ---- helpers ----

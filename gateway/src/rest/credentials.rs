@@ -1,11 +1,12 @@
 //! User tokens and tenant API keys.
 
 use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
-use bulkhead_proto::{CreateApiKeyRequest, CreatedApiKey, List, MintTokenRequest, MintedToken};
+use bulkhead_proto::{CreateApiKeyRequest, CreatedApiKey, KeyRole, List, MintTokenRequest, MintedToken};
 use bulkhead_storage::UserId;
 
 use super::convert;
 use crate::{
+    audit::{AuditAction, AuditLogs, AuditRecord},
     auth::{self, Action},
     error::ApiError,
     state::AppState,
@@ -44,17 +45,40 @@ pub(super) async fn create_key(
     path: web::Path<String>,
     body: web::Json<CreateApiKeyRequest>,
 ) -> Response {
-    let ctx = state.tenant_scope(&req, &path, Action::ManageKeys)?;
+    let caller = state.caller(&req)?;
     let body = body.into_inner();
-    let new_key = auth::new_api_key(ctx.tenant.store().tenant(), body.role, body.name);
-    state.engine.storage().put_api_key(&new_key.record).await?;
-    tracing::info!(tenant = %path, key_id = %new_key.record.id, role = ?body.role, by = %ctx.principal, "API key created");
+    let mut key_id = String::new();
+    let result: Response = async {
+        let ctx = state.scope(&caller, &path, Action::ManageKeys)?;
+        let new_key = auth::new_api_key(ctx.tenant.store().tenant(), body.role, body.name.clone());
+        key_id = new_key.record.id.clone();
+        state.engine.storage().put_api_key(&new_key.record).await?;
+        tracing::info!(tenant = %path, key_id = %new_key.record.id, role = ?body.role, by = %ctx.principal, "API key created");
 
-    Ok(HttpResponse::Created().json(CreatedApiKey {
-        id: new_key.record.id,
-        key: new_key.key,
-        role: body.role,
-    }))
+        Ok(HttpResponse::Created().json(CreatedApiKey {
+            id: new_key.record.id,
+            key: new_key.key,
+            role: body.role,
+        }))
+    }
+    .await;
+
+    let record = AuditRecord {
+        logs: AuditLogs::Tenant(&path),
+        action: AuditAction::CreateKey,
+        object: &key_id,
+        detail: Some(format!("role {}", role_name(body.role))),
+    };
+    state.audit(&caller, record, &result).await;
+    result
+}
+
+fn role_name(role: KeyRole) -> &'static str {
+    match role {
+        KeyRole::Admin => "admin",
+        KeyRole::Auditor => "auditor",
+        KeyRole::Service => "service",
+    }
 }
 
 #[get("/{tid}/keys")]
@@ -68,15 +92,28 @@ pub(super) async fn list_keys(req: HttpRequest, state: web::Data<AppState>, path
 #[delete("/{tid}/keys/{key_id}")]
 pub(super) async fn delete_key(req: HttpRequest, state: web::Data<AppState>, path: web::Path<(String, String)>) -> Response {
     let (tid, key_id) = path.into_inner();
-    let ctx = state.tenant_scope(&req, &tid, Action::ManageKeys)?;
-    let tenant = ctx.tenant.store().tenant();
+    let caller = state.caller(&req)?;
+    let result: Response = async {
+        let ctx = state.scope(&caller, &tid, Action::ManageKeys)?;
+        let tenant = ctx.tenant.store().tenant();
 
-    let storage = state.engine.storage();
-    let owned = storage.api_key(&key_id)?.is_some_and(|k| &k.tenant == tenant);
-    if !owned {
-        return Err(ApiError::not_found(format!("API key {key_id}")));
+        let storage = state.engine.storage();
+        let owned = storage.api_key(&key_id)?.is_some_and(|k| &k.tenant == tenant);
+        if !owned {
+            return Err(ApiError::not_found(format!("API key {key_id}")));
+        }
+        storage.delete_api_key(tenant, &key_id).await?;
+        tracing::info!(tenant = %tid, key_id = %key_id, by = %ctx.principal, "API key revoked");
+        Ok(HttpResponse::NoContent().finish())
     }
-    storage.delete_api_key(tenant, &key_id).await?;
-    tracing::info!(tenant = %tid, key_id = %key_id, by = %ctx.principal, "API key revoked");
-    Ok(HttpResponse::NoContent().finish())
+    .await;
+
+    let record = AuditRecord {
+        logs: AuditLogs::Tenant(&tid),
+        action: AuditAction::RevokeKey,
+        object: &key_id,
+        detail: None,
+    };
+    state.audit(&caller, record, &result).await;
+    result
 }

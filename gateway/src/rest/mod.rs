@@ -1,15 +1,24 @@
 //! The REST API under `/v1`, plus `/healthz`, `/readyz` and `/metrics`.
 
+mod audit;
 mod conversations;
 mod convert;
 mod credentials;
 mod health;
+mod network_policy;
+mod tenant_status;
 mod tenants;
 mod users;
 
-use actix_web::web;
+use actix_web::{web, HttpRequest};
 
 use crate::error::ApiError;
+
+/// Confirmation header of deletions (tenants, users), set to the id of the deleted object.
+const CONFIRM_DELETE: &str = "X-Confirm-Delete";
+
+/// Confirmation header of network policy changes, set to the tenant id.
+const CONFIRM_NETWORK_POLICY: &str = "X-Confirm-Network-Policy";
 
 /// Largest REST request body. Message bodies are further limited by the tenant's
 /// `max_message_bytes`; this only stops a runaway upload early.
@@ -29,6 +38,21 @@ fn json_body_error(err: actix_web::error::JsonPayloadError) -> ApiError {
     }
 }
 
+/// Checks that `header` names `id`. High-risk operations need it on top of the role, so that a
+/// mistyped path or a replayed request from another object cannot act by accident.
+fn require_confirmation(req: &HttpRequest, action: &str, header: &str, id: &str) -> Result<(), ApiError> {
+    let confirmed = req
+        .headers()
+        .get(header)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == id);
+    if confirmed {
+        Ok(())
+    } else {
+        Err(ApiError::confirmation_required(action, header, id))
+    }
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::JsonConfig::default()
@@ -45,7 +69,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(health::healthz)
     .service(health::readyz)
-    .service(health::metrics);
+    .service(health::metrics)
+    .service(audit::platform_log);
 
     cfg.service(
         web::scope("/v1/tenants")
@@ -55,6 +80,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(tenants::patch_tenant)
             .service(tenants::delete_tenant)
             .service(tenants::usage)
+            .service(tenant_status::suspend)
+            .service(tenant_status::resume)
+            .service(network_policy::get)
+            .service(network_policy::put)
+            .service(audit::tenant_log)
             .service(users::create)
             .service(users::list)
             .service(users::get)

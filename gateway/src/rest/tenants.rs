@@ -5,8 +5,9 @@ use bulkhead_proto::{CreateTenantRequest, CreatedApiKey, CreatedTenant, KeyRole,
 use bulkhead_storage::{TenantId, TenantRecord, TenantStatus};
 use serde_json::json;
 
-use super::convert;
+use super::{convert, require_confirmation, CONFIRM_DELETE};
 use crate::{
+    audit::{AuditAction, AuditLogs, AuditRecord, Caller},
     auth::{self, Action},
     error::ApiError,
     state::AppState,
@@ -19,8 +20,21 @@ type Response = Result<HttpResponse, ApiError>;
 
 #[post("")]
 pub(super) async fn create_tenant(req: HttpRequest, state: web::Data<AppState>, body: web::Json<CreateTenantRequest>) -> Response {
-    state.platform(&req, Action::CreateTenant)?;
+    let caller = state.caller(&req)?;
     let body = body.into_inner();
+    let result = create(&state, &caller, body.clone()).await;
+    let record = AuditRecord {
+        logs: AuditLogs::Platform,
+        action: AuditAction::CreateTenant,
+        object: &body.id,
+        detail: None,
+    };
+    state.audit(&caller, record, &result).await;
+    result
+}
+
+async fn create(state: &AppState, caller: &Caller, body: CreateTenantRequest) -> Response {
+    auth::authorize(&caller.principal, Action::CreateTenant, None)?;
     let id = TenantId::parse(&body.id)?;
     let name = validate_name(&body.name)?;
     let quotas = match &body.quotas {
@@ -76,9 +90,44 @@ pub(super) async fn patch_tenant(
     path: web::Path<String>,
     body: web::Json<PatchTenantRequest>,
 ) -> Response {
-    let ctx = state.tenant_scope(&req, &path, Action::UpdateTenant)?;
-    let body = body.into_inner();
-    let mut record = ctx.tenant.record();
+    let caller = state.caller(&req)?;
+    let mut changes = Vec::new();
+    let mut status_change = None;
+    let result = patch(&state, &caller, &path, body.into_inner(), &mut changes, &mut status_change).await;
+
+    let record = AuditRecord {
+        logs: AuditLogs::Platform,
+        action: AuditAction::UpdateTenant,
+        object: &path,
+        detail: (!changes.is_empty()).then(|| changes.join("; ")),
+    };
+    state.audit(&caller, record, &result).await;
+    // The tenant's own log shows suspensions too, whichever route made them.
+    if let Some(action) = status_change {
+        let record = AuditRecord {
+            logs: AuditLogs::TenantOnly(&path),
+            action,
+            object: &path,
+            detail: None,
+        };
+        state.audit(&caller, record, &result).await;
+    }
+    result
+}
+
+/// Applies the patch; `changes` receives one line per changed field for the audit log, and
+/// `status_change` the suspend or resume it contains.
+async fn patch(
+    state: &AppState,
+    caller: &Caller,
+    tid: &str,
+    body: PatchTenantRequest,
+    changes: &mut Vec<String>,
+    status_change: &mut Option<AuditAction>,
+) -> Response {
+    let ctx = state.scope(caller, tid, Action::UpdateTenant)?;
+    let old = ctx.tenant.record();
+    let mut record = old.clone();
 
     if let Some(name) = &body.name {
         record.name = validate_name(name)?;
@@ -95,6 +144,13 @@ pub(super) async fn patch_tenant(
         record.status = convert::status(status);
     }
 
+    *changes = describe_changes(&old, &record);
+    if old.status != record.status {
+        *status_change = Some(match record.status {
+            TenantStatus::Suspended => AuditAction::SuspendTenant,
+            TenantStatus::Active => AuditAction::ResumeTenant,
+        });
+    }
     state.engine.update_tenant(record.clone()).await?;
     tracing::info!(tenant = %record.id, by = %ctx.principal, "tenant updated");
     Ok(HttpResponse::Ok().json(convert::tenant(&record)))
@@ -102,13 +158,27 @@ pub(super) async fn patch_tenant(
 
 #[delete("/{tid}")]
 pub(super) async fn delete_tenant(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> Response {
-    let ctx = state.tenant_scope(&req, &path, Action::DeleteTenant)?;
-    let id = ctx.tenant.store().tenant().clone();
-    require_confirmation(&req, id.as_str())?;
+    let caller = state.caller(&req)?;
+    let result: Response = async {
+        let ctx = state.scope(&caller, &path, Action::DeleteTenant)?;
+        let id = ctx.tenant.store().tenant().clone();
+        require_confirmation(&req, "deleting a tenant", CONFIRM_DELETE, id.as_str())?;
 
-    state.engine.delete_tenant(&id).await?;
-    tracing::warn!(tenant = %id, by = %ctx.principal, "tenant deleted with all its data");
-    Ok(HttpResponse::NoContent().finish())
+        state.engine.delete_tenant(&id).await?;
+        state.network_policies.forget(&id);
+        tracing::warn!(tenant = %id, by = %ctx.principal, "tenant deleted with all its data");
+        Ok(HttpResponse::NoContent().finish())
+    }
+    .await;
+
+    let record = AuditRecord {
+        logs: AuditLogs::Platform,
+        action: AuditAction::DeleteTenant,
+        object: &path,
+        detail: None,
+    };
+    state.audit(&caller, record, &result).await;
+    result
 }
 
 /// Limits and current usage of every quota, in the units of the metrics: cores, bytes,
@@ -135,19 +205,35 @@ pub(super) async fn usage(req: HttpRequest, state: web::Data<AppState>, path: we
     })))
 }
 
-/// Dangerous deletions need `X-Confirm-Delete: <id>` on top of the role, so that a
-/// mistyped path or a replayed request cannot delete by accident.
-pub fn require_confirmation(req: &HttpRequest, id: &str) -> Result<(), ApiError> {
-    let confirmed = req
-        .headers()
-        .get("x-confirm-delete")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == id);
-    if confirmed {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(format!("deleting {id} needs the header X-Confirm-Delete: {id}")))
+/// Lists the changed fields of a tenant record, as `field: old -> new`.
+fn describe_changes(old: &TenantRecord, new: &TenantRecord) -> Vec<String> {
+    let mut changes = Vec::new();
+    if old.name != new.name {
+        changes.push(format!("name: {:?} -> {:?}", old.name, new.name));
     }
+    let (a, b) = (&old.quotas, &new.quotas);
+    let quotas = [
+        ("cpu_millicores", a.cpu_millicores, b.cpu_millicores),
+        ("memory_bytes", a.memory_bytes, b.memory_bytes),
+        ("ingress_bytes_per_sec", a.ingress_bytes_per_sec, b.ingress_bytes_per_sec),
+        ("egress_bytes_per_sec", a.egress_bytes_per_sec, b.egress_bytes_per_sec),
+        ("max_connections", a.max_connections, b.max_connections),
+        ("max_message_bytes", a.max_message_bytes, b.max_message_bytes),
+        ("max_storage_bytes", a.max_storage_bytes, b.max_storage_bytes),
+        ("weight", a.weight, b.weight),
+    ];
+    for (field, before, after) in quotas {
+        if before != after {
+            changes.push(format!("{field}: {before} -> {after}"));
+        }
+    }
+    if old.features != new.features {
+        changes.push(format!("features: [{}] -> [{}]", old.features.join(", "), new.features.join(", ")));
+    }
+    if old.status != new.status {
+        changes.push(format!("status: {:?} -> {:?}", old.status, new.status).to_lowercase());
+    }
+    changes
 }
 
 fn validate_name(name: &str) -> Result<String, ApiError> {

@@ -4,8 +4,13 @@ use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use bulkhead_proto::{CreateUserRequest, List};
 use bulkhead_storage::UserId;
 
-use super::{convert, tenants::require_confirmation};
-use crate::{auth::Action, error::ApiError, state::AppState};
+use super::{convert, require_confirmation, CONFIRM_DELETE};
+use crate::{
+    audit::{AuditAction, AuditLogs, AuditRecord},
+    auth::Action,
+    error::ApiError,
+    state::AppState,
+};
 
 type Response = Result<HttpResponse, ApiError>;
 
@@ -42,10 +47,23 @@ pub(super) async fn get(req: HttpRequest, state: web::Data<AppState>, path: web:
 #[delete("/{tid}/users/{uid}")]
 pub(super) async fn delete(req: HttpRequest, state: web::Data<AppState>, path: web::Path<(String, String)>) -> Response {
     let (tid, uid) = path.into_inner();
-    let ctx = state.tenant_scope(&req, &tid, Action::ManageUsers)?;
-    let id = UserId::parse(&uid).map_err(|_| ApiError::not_found(format!("user {uid}")))?;
-    require_confirmation(&req, id.as_str())?;
-    ctx.tenant.delete_user(&id).await?;
-    tracing::info!(tenant = %tid, user = %id, by = %ctx.principal, "user deleted");
-    Ok(HttpResponse::NoContent().finish())
+    let caller = state.caller(&req)?;
+    let result: Response = async {
+        let ctx = state.scope(&caller, &tid, Action::ManageUsers)?;
+        let id = UserId::parse(&uid).map_err(|_| ApiError::not_found(format!("user {uid}")))?;
+        require_confirmation(&req, "deleting a user", CONFIRM_DELETE, id.as_str())?;
+        ctx.tenant.delete_user(&id).await?;
+        tracing::info!(tenant = %tid, user = %id, by = %ctx.principal, "user deleted");
+        Ok(HttpResponse::NoContent().finish())
+    }
+    .await;
+
+    let record = AuditRecord {
+        logs: AuditLogs::Tenant(&tid),
+        action: AuditAction::DeleteUser,
+        object: &uid,
+        detail: None,
+    };
+    state.audit(&caller, record, &result).await;
+    result
 }

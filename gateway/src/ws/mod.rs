@@ -17,7 +17,8 @@ use crate::{auth, error::ApiError, state::AppState};
 
 pub use session::SessionSettings;
 
-/// Authenticates the user token, checks the tenant's connection quota and upgrades.
+/// Authenticates the user token, checks the tenant's network allowlist, status and
+/// connection quota, and upgrades.
 #[get("/v1/ws")]
 pub(crate) async fn upgrade(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if state.engine.is_shutting_down() {
@@ -37,6 +38,8 @@ pub(crate) async fn upgrade(req: HttpRequest, body: web::Payload, state: web::Da
     if tenant.store().user(&user)?.is_none() {
         return Err(ApiError::unauthorized(format!("invalid token: user {user} does not exist")));
     }
+    let source = state.client_address(&req);
+    state.network_policies.check(state.engine.storage(), &tenant_id, source)?;
     tenant.ensure_active()?;
 
     if tenant.connection_count() as u64 >= record.quotas.max_connections {
