@@ -5,6 +5,7 @@
 //! (`--spawn-server`). Client and server then share the machine's cores, which the numbers
 //! include.
 
+mod compare;
 mod noisy;
 mod provision;
 mod report;
@@ -71,6 +72,12 @@ enum Command {
     /// conversation's history.
     #[command(name = "noisy-neighbor")]
     NoisyNeighbor(NoisyArgs),
+
+    /// Compares bulkhead with NATS on this machine: persisted publish (bulkhead send vs
+    /// JetStream publish) and fan-out (group delivery vs core NATS subscribers), each at
+    /// maximum throughput and at a fixed fraction of it, plus the RocksDB and WebSocket
+    /// ceilings. scripts/compare-nats.sh starts the servers and runs it.
+    Compare(compare::CompareArgs),
 }
 
 /// The server flags of every scenario: `--url` of a running server or `--spawn-server`.
@@ -276,6 +283,7 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Steady(args) => run_steady(args).await,
         Command::NoisyNeighbor(args) => run_noisy(args).await,
+        Command::Compare(args) => compare::run(args).await,
     }
 }
 
