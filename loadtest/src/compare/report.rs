@@ -56,7 +56,8 @@ pub struct Measurement {
     /// Acks (persisted, ceiling) or deliveries (fan-out) of those sends.
     pub completed: u64,
     pub failed: u64,
-    /// Deliveries that never arrived (fan-out only).
+    /// Deliveries that never arrived (fan-out), or acks still missing at the end of the
+    /// drain (persisted, ceiling).
     pub missing: u64,
     /// Fixed-rate sends skipped because too many were waiting for their ack.
     pub skipped: u64,

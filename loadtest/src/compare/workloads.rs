@@ -232,7 +232,7 @@ async fn persisted_phase(
         sent: outcome.sent,
         completed: outcome.acked,
         failed: outcome.failed,
-        missing: 0,
+        missing: outcome.sent.saturating_sub(outcome.acked + outcome.failed),
         skipped: outcome.skipped,
         first_error: outcome.first_error.clone(),
         per_sec: outcome.acked as f64 / measured_secs,
