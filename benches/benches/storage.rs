@@ -4,65 +4,11 @@
 //! Run with `cargo bench -p bulkhead-benches`. The fsync numbers depend on the disk more than
 //! on the code; compare them only with runs on the same machine.
 
-use std::sync::Arc;
+mod support;
 
-use bulkhead_storage::{
-    codec, ApiKeyRecord, ConvId, Durability, KeyRole, MessageRecord, QuotaLimits, Storage, StorageOptions,
-    TenantId, TenantRecord, TenantStatus, TenantStore, Tier,
-};
+use bulkhead_storage::{codec, ConvId, Durability, MessageRecord};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-
-/// Body size of a benchmark message, typical of a short chat line with some metadata.
-const BODY_BYTES: usize = 256;
-
-fn message(seq: u64) -> MessageRecord {
-    MessageRecord {
-        seq,
-        from: "alice".into(),
-        client_msg_id: format!("bench-{seq}"),
-        ts_ms: 1_700_000_000_000 + seq,
-        body_json: format!("{{\"text\":\"{}\"}}", "x".repeat(BODY_BYTES - 11)),
-    }
-}
-
-fn open_tenant(runtime: &tokio::runtime::Runtime, dir: &tempfile::TempDir, durability: Durability) -> (Arc<Storage>, TenantStore) {
-    let options = StorageOptions {
-        durability,
-        ..StorageOptions::default()
-    };
-    let storage = Storage::open(dir.path(), &options).expect("open storage");
-    let id = TenantId::parse("bench").unwrap();
-    let record = TenantRecord {
-        id: id.clone(),
-        name: "bench".into(),
-        tier: Tier::Cf,
-        status: TenantStatus::Active,
-        quotas: QuotaLimits {
-            cpu_millicores: 1000,
-            memory_bytes: 1 << 30,
-            ingress_bytes_per_sec: 1 << 30,
-            egress_bytes_per_sec: 1 << 30,
-            max_connections: 1000,
-            max_message_bytes: 1 << 16,
-            max_storage_bytes: 1 << 40,
-            weight: 1,
-        },
-        features: vec![],
-        signing_secret: "s".into(),
-        created_at_ms: 0,
-    };
-    let key = ApiKeyRecord {
-        id: "k".into(),
-        tenant: id.clone(),
-        role: KeyRole::Admin,
-        name: None,
-        secret_sha256: [0; 32],
-        created_at_ms: 0,
-    };
-    runtime.block_on(storage.create_tenant(&record, &key)).expect("create tenant");
-    let store = storage.tenant_store(&id).unwrap().expect("tenant store");
-    (storage, store)
-}
+use support::{message, open_tenant};
 
 fn append(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();

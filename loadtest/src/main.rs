@@ -5,6 +5,7 @@
 //! (`--spawn-server`). Client and server then share the machine's cores, which the numbers
 //! include.
 
+mod compare;
 mod connections;
 mod fanout;
 mod limits;
@@ -96,6 +97,12 @@ enum Command {
     /// Several tenants with a steady mix of sends, history reads, typing and reconnects
     /// with sync, for a set time; checks every conversation at the end.
     Soak(soak::SoakArgs),
+
+    /// Compares bulkhead with NATS on this machine: persisted publish (bulkhead send vs
+    /// JetStream publish) and fan-out (group delivery vs core NATS subscribers), each at
+    /// maximum throughput and at a fixed fraction of it, plus the RocksDB and WebSocket
+    /// ceilings. scripts/compare-nats.sh starts the servers and runs it.
+    Compare(compare::CompareArgs),
 }
 
 /// The server flags of every scenario: `--url` of a running server or `--spawn-server`.
@@ -312,6 +319,7 @@ async fn main() -> ExitCode {
         Command::Fanout(args) => fanout::main(args).await,
         Command::Connections(args) => connections::main(args).await,
         Command::Soak(args) => soak::main(args).await,
+        Command::Compare(args) => compare::run(args).await,
     }
 }
 
