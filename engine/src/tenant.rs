@@ -29,7 +29,7 @@ use crate::{
     quota::{Clock, QuotaExceeded, Resource, TenantQuota},
     scheduler::{Job, SchedulerHandle},
     sessions::{CloseReason, Outbound, SessionGuard, SessionId, SessionRegistry},
-    EngineConfig,
+    EngineConfig, Feature,
 };
 
 /// Bytes a send occupies in the backlog on top of its body and `client_msg_id`: the
@@ -263,8 +263,17 @@ impl TenantHandle {
         }
     }
 
-    pub fn has_feature(&self, feature: &str) -> bool {
-        self.inner.record.read().features.iter().any(|f| f == feature)
+    pub fn has_feature(&self, feature: Feature) -> bool {
+        self.inner.record.read().features.iter().any(|f| f == feature.as_str())
+    }
+
+    /// Fails with `FeatureDisabled` unless the tenant's plan includes `feature`.
+    pub fn require_feature(&self, feature: Feature) -> Result<()> {
+        if self.has_feature(feature) {
+            Ok(())
+        } else {
+            Err(EngineError::FeatureDisabled(feature))
+        }
     }
 
     // ---- sessions ----
@@ -509,6 +518,7 @@ impl TenantHandle {
         after: Option<u64>,
         limit: usize,
     ) -> Result<(Vec<MessageRecord>, bool)> {
+        self.require_feature(Feature::History)?;
         self.check_member(member, conv)?;
         let result = match (before, after) {
             (Some(before), _) => self.store().messages(conv, 0, before, limit, true)?,
@@ -543,7 +553,7 @@ impl TenantHandle {
         actor.do_send(MarkRead {
             user,
             seq,
-            notify: self.has_feature("read_receipts"),
+            notify: self.has_feature(Feature::ReadReceipts),
             origin,
             reply,
         });
@@ -551,6 +561,7 @@ impl TenantHandle {
     }
 
     pub async fn typing(&self, user: UserId, conv: &ConvId) -> Result<()> {
+        self.require_feature(Feature::Typing)?;
         let actor = self.conversation_actor(conv).await?;
         let (reply, result) = oneshot::channel();
         actor.do_send(Typing { user, reply });

@@ -52,7 +52,6 @@ async fn run(
             })
         }
         Request::History { conv, before, after, limit } => {
-            require_feature(tenant, "history")?;
             let (tenant, user, conv_for_read) = (tenant.clone(), user.clone(), conv.clone());
             let (records, more) = blocking(move || tenant.history(Some(&user), &conv_for_read, before, after, limit)).await?;
             Ok(ServerFrame::Messages {
@@ -87,7 +86,6 @@ async fn run(
             Ok(ok(id))
         }
         Request::Typing { conv } => {
-            require_feature(tenant, "typing")?;
             tenant.typing(user.clone(), &conv).await?;
             Ok(ok(id))
         }
@@ -111,17 +109,6 @@ pub fn error_frame(id: Option<Box<RawValue>>, error: ApiError) -> ServerFrame {
         message: error.message,
         retry_after_ms: error.retry_after_ms,
         resource: error.resource,
-    }
-}
-
-fn require_feature(tenant: &TenantHandle, feature: &str) -> Result<(), ApiError> {
-    if tenant.has_feature(feature) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            ErrorCode::FeatureDisabled,
-            format!("feature {feature} is not enabled for this tenant"),
-        ))
     }
 }
 
