@@ -39,4 +39,4 @@ pub use engine::{Engine, EngineConfig};
 pub use error::{EngineError, Result};
 pub use features::Feature;
 pub use sessions::{CloseReason, Outbound, SessionGuard, SessionId};
-pub use tenant::{SendOutcome, SendRequest, TenantHandle};
+pub use tenant::{AmendOutcome, Amendment, SendOutcome, SendRequest, TenantHandle};

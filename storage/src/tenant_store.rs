@@ -78,11 +78,19 @@ impl TenantBatch {
 
     /// Stores the message and its idempotency index entry.
     pub fn put_message(&mut self, conv: &ConvId, message: &MessageRecord) {
-        self.put(self.keys.message(conv.as_str(), message.seq), codec::encode(message));
+        self.put(self.keys.message(conv.as_str(), message.seq), codec::encode_message(message));
         self.put(
             self.keys.idempotency(conv.as_str(), &message.client_msg_id),
             codec::encode(&message.seq),
         );
+    }
+
+    /// Overwrites a stored message in place, after an edit or a recall, and leaves its
+    /// idempotency entry as it is.
+    // NOTE: no read returns the old body after this commit, but its bytes stay in the WAL
+    // and in older SST files until RocksDB recycles the WAL and compacts the key.
+    pub fn replace_message(&mut self, conv: &ConvId, message: &MessageRecord) {
+        self.put(self.keys.message(conv.as_str(), message.seq), codec::encode_message(message));
     }
 
     pub fn put_read_marker(&mut self, conv: &ConvId, user: &UserId, seq: u64) {
@@ -229,12 +237,22 @@ impl TenantStore {
                 more = true;
                 break;
             }
-            items.push(codec::decode::<MessageRecord>("message record", &value)?);
+            items.push(codec::decode_message(&value)?);
         }
         if newest_first {
             items.reverse();
         }
         Ok((items, more))
+    }
+
+    /// Returns the message `seq` of `conv`, if it is stored.
+    pub fn message(&self, conv: &ConvId, seq: u64) -> Result<Option<MessageRecord>> {
+        let cf = self.cf_handle()?;
+        let bytes = self
+            .db
+            .get_pinned_cf(&cf, self.keys.message(conv.as_str(), seq))
+            .map_err(|e| self.read_error("failed to read a message", e))?;
+        bytes.map(|b| codec::decode_message(&b)).transpose()
     }
 
     /// Returns the seq that an earlier send with `client_msg_id` got in `conv`, if any.

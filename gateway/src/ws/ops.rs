@@ -1,6 +1,6 @@
 //! The WebSocket operations: each takes a parsed request and returns the response frame.
 
-use bulkhead_engine::{events, metrics::RejectReason, SendRequest, SessionId, TenantHandle};
+use bulkhead_engine::{events, metrics::RejectReason, AmendOutcome, Amendment, SendRequest, SessionId, TenantHandle};
 use bulkhead_proto::{ConversationPage, ErrorCode, ServerFrame};
 use bulkhead_storage::UserId;
 use serde_json::value::RawValue;
@@ -81,6 +81,18 @@ async fn run(
                 convs,
             })
         }
+        Request::Edit { conv, seq, body_json } => {
+            validate::body_size(&body_json, tenant.quota().limits().max_message_bytes).inspect_err(|_| {
+                tenant.quota().metrics.reject(RejectReason::PayloadTooLarge);
+            })?;
+            let amendment = Amendment::Edit { body_json };
+            let outcome = tenant.amend(user.clone(), &conv, seq, amendment, Some(session)).await?;
+            Ok(change_ok(id, outcome))
+        }
+        Request::Recall { conv, seq } => {
+            let outcome = tenant.amend(user.clone(), &conv, seq, Amendment::Recall, Some(session)).await?;
+            Ok(change_ok(id, outcome))
+        }
         Request::Read { conv, seq } => {
             tenant.mark_read(user.clone(), &conv, seq, Some(session)).await?;
             Ok(ok(id))
@@ -98,6 +110,16 @@ fn ok(id: Option<Box<RawValue>>) -> ServerFrame {
         id,
         seq: None,
         ts: None,
+        duplicate: false,
+    }
+}
+
+/// Builds the `ok` of an edit or recall: the message's `seq` and the time of the change.
+fn change_ok(id: Option<Box<RawValue>>, outcome: AmendOutcome) -> ServerFrame {
+    ServerFrame::Ok {
+        id,
+        seq: Some(outcome.seq),
+        ts: Some(outcome.ts_ms),
         duplicate: false,
     }
 }
