@@ -16,7 +16,7 @@ use actix::{
 };
 use actix_rt::ArbiterHandle;
 use bulkhead_storage::{
-    ConvId, ConversationKind, ConversationRecord, MessageRecord, TenantRecord, TenantStatus,
+    BrandingRecord, ConvId, ConversationKind, ConversationRecord, MessageRecord, TenantRecord, TenantStatus,
     TenantStore, UserId, UserRecord,
 };
 use parking_lot::RwLock;
@@ -351,6 +351,14 @@ impl TenantHandle {
         batch.delete_user(id);
         self.store().commit(batch).await?;
         self.inner.sessions.close_user(id, CloseReason::UserDeleted);
+        Ok(())
+    }
+
+    /// Stores the tenant's branding, replacing the previous one.
+    pub async fn put_branding(&self, branding: &BrandingRecord) -> Result<()> {
+        let mut batch = self.store().batch();
+        batch.put_branding(branding);
+        self.store().commit(batch).await?;
         Ok(())
     }
 

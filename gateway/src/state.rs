@@ -45,8 +45,8 @@ impl AppState {
             .engine
             .tenant(&tenant_id)?
             .ok_or_else(|| ApiError::not_found(format!("tenant {tenant_id}")))?;
-        // The platform admin may still manage a suspended tenant; its own keys may not.
-        if matches!(principal, Principal::TenantKey { .. }) {
+        // The platform admin may still manage a suspended tenant; its own keys and users may not.
+        if !matches!(principal, Principal::PlatformAdmin) {
             tenant.ensure_active()?;
         }
         Ok(TenantContext { principal, tenant })
@@ -54,6 +54,9 @@ impl AppState {
 
     fn principal(&self, req: &HttpRequest) -> Result<Principal, ApiError> {
         let credential = auth::bearer(req, false);
+        if let Some(token) = credential.as_deref().filter(|c| auth::is_user_token(c) && !self.admin.matches(c)) {
+            return auth::authenticate_user_token(token, self.engine.storage(), self.config.jwt_leeway_secs);
+        }
         auth::authenticate(credential.as_deref(), &self.admin, self.engine.storage())
     }
 }

@@ -20,6 +20,7 @@
 //! | `m<len><conv><seq: u64 big-endian>` | `MessageRecord` |
 //! | `i<len><conv><client_msg_id>` | `u64` seq: the idempotency index |
 //! | `r<len><conv><user>` | `u64` seq: the user's read marker |
+//! | `b` | `BrandingRecord` |
 
 pub const SYS_CF: &str = "sys";
 pub const TENANT_CF_PREFIX: &str = "t.";
@@ -118,6 +119,10 @@ impl TenantKeys {
         push_len_prefixed(&mut key, conv);
         key.extend_from_slice(client_msg_id.as_bytes());
         key
+    }
+
+    pub fn branding(&self) -> Vec<u8> {
+        self.start(b'b')
     }
 
     pub fn read_marker(&self, conv: &str, user: &str) -> Vec<u8> {

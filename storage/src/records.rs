@@ -47,6 +47,21 @@ pub struct TenantRecord {
     pub created_at_ms: u64,
 }
 
+/// A tenant's branding: what its apps show users. Stored in the tenant's own key space, so it
+/// is erased with the tenant. Every field is optional, and `None` means "not set".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrandingRecord {
+    pub display_name: Option<String>,
+    /// An `https` URL.
+    pub logo_url: Option<String>,
+    /// `#rrggbb`, lower case.
+    pub theme_color: Option<String>,
+    pub welcome_message: Option<String>,
+    /// A BCP 47 language tag, such as `en` or `zh-CN`.
+    pub default_locale: Option<String>,
+    pub updated_at_ms: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyRole {
     Admin,

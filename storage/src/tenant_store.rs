@@ -8,7 +8,7 @@ use crate::{
     codec,
     committer::{Committer, Db, Op},
     keys::{prefix_end, TenantKeys},
-    ConvId, ConversationRecord, MessageRecord, Result, StorageError, TenantId, UserId, UserRecord,
+    BrandingRecord, ConvId, ConversationRecord, MessageRecord, Result, StorageError, TenantId, UserId, UserRecord,
 };
 
 /// Storage bound to one tenant. Every key it reads or writes is built by [`TenantKeys`] inside
@@ -91,6 +91,10 @@ impl TenantBatch {
     // and in older SST files until RocksDB recycles the WAL and compacts the key.
     pub fn replace_message(&mut self, conv: &ConvId, message: &MessageRecord) {
         self.put(self.keys.message(conv.as_str(), message.seq), codec::encode_message(message));
+    }
+
+    pub fn put_branding(&mut self, branding: &BrandingRecord) {
+        self.put(self.keys.branding(), codec::encode(branding));
     }
 
     pub fn put_read_marker(&mut self, conv: &ConvId, user: &UserId, seq: u64) {
@@ -262,6 +266,10 @@ impl TenantStore {
 
     pub fn read_marker(&self, conv: &ConvId, user: &UserId) -> Result<Option<u64>> {
         self.get_decoded("read marker", &self.keys.read_marker(conv.as_str(), user.as_str()))
+    }
+
+    pub fn branding(&self) -> Result<Option<BrandingRecord>> {
+        self.get_decoded("branding record", &self.keys.branding())
     }
 
     /// Estimated live size of the tenant's data: SST files plus memtables. RocksDB's estimate
