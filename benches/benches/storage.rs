@@ -6,7 +6,7 @@
 
 mod support;
 
-use bulkhead_storage::{codec, ConvId, Durability, MessageRecord};
+use bulkhead_storage::{codec, ConvId, Durability};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use support::{message, open_tenant};
 
@@ -40,12 +40,12 @@ fn append(c: &mut Criterion) {
 
 fn codec_roundtrip(c: &mut Criterion) {
     let record = message(42);
-    let bytes = codec::encode(&record);
+    let bytes = codec::encode_message(&record);
     let mut group = c.benchmark_group("codec");
     group.throughput(Throughput::Bytes(bytes.len() as u64));
-    group.bench_function("encode_message", |b| b.iter(|| codec::encode(std::hint::black_box(&record))));
+    group.bench_function("encode_message", |b| b.iter(|| codec::encode_message(std::hint::black_box(&record))));
     group.bench_function("decode_message", |b| {
-        b.iter(|| codec::decode::<MessageRecord>("message", std::hint::black_box(&bytes)).unwrap())
+        b.iter(|| codec::decode_message(std::hint::black_box(&bytes)).unwrap())
     });
     group.finish();
 }

@@ -50,6 +50,10 @@ struct FlatFrame {
     body: Option<Box<RawValue>>,
     #[serde(default)]
     user: Option<String>,
+    #[serde(default)]
+    edited: Option<u64>,
+    #[serde(default)]
+    recalled: Option<u64>,
 }
 
 fn present_raw_value<'de, D: Deserializer<'de>>(
@@ -99,7 +103,22 @@ fn build_frame(flat: FlatFrame) -> Result<ServerFrame, String> {
             ts: required(flat.ts, op, "ts")?,
             client_msg_id: required(flat.client_msg_id, op, "client_msg_id")?,
             body: required(flat.body, op, "body")?,
+            edited: flat.edited,
+            recalled: flat.recalled,
         }),
+        "edit" => ServerFrame::Edit {
+            conv: required(flat.conv, op, "conv")?,
+            seq: required(flat.seq, op, "seq")?,
+            from: required(flat.from, op, "from")?,
+            edited: required(flat.edited, op, "edited")?,
+            body: required(flat.body, op, "body")?,
+        },
+        "recall" => ServerFrame::Recall {
+            conv: required(flat.conv, op, "conv")?,
+            seq: required(flat.seq, op, "seq")?,
+            from: required(flat.from, op, "from")?,
+            recalled: required(flat.recalled, op, "recalled")?,
+        },
         "receipt" => ServerFrame::Receipt {
             conv: required(flat.conv, op, "conv")?,
             user: required(flat.user, op, "user")?,
@@ -126,7 +145,11 @@ pub(crate) fn is_response(frame: &ServerFrame) -> bool {
         | ServerFrame::Messages { .. }
         | ServerFrame::Pong { .. }
         | ServerFrame::Error { .. } => true,
-        ServerFrame::Message(_) | ServerFrame::Receipt { .. } | ServerFrame::Typing { .. } => false,
+        ServerFrame::Message(_)
+        | ServerFrame::Edit { .. }
+        | ServerFrame::Recall { .. }
+        | ServerFrame::Receipt { .. }
+        | ServerFrame::Typing { .. } => false,
     }
 }
 
@@ -292,6 +315,37 @@ mod tests {
         assert_eq!(resource.as_deref(), Some("messages"));
         assert!(is_response(&frame));
         assert_eq!(numeric_response_id(&frame), None);
+    }
+
+    #[test]
+    fn decode_edit_and_recall_events() {
+        let edit = decode(r#"{"op":"edit","conv":"c1","seq":4,"from":"u1","edited":12,"body":{"text":"fixed"}}"#);
+        let ServerFrame::Edit { seq, edited, body, .. } = &edit else {
+            panic!("expected edit, got {edit:?}");
+        };
+        assert_eq!((*seq, *edited), (4, 12));
+        assert_eq!(body.get(), r#"{"text":"fixed"}"#);
+        assert!(!is_response(&edit));
+
+        let recall = decode(r#"{"op":"recall","conv":"c1","seq":4,"from":"u1","recalled":13}"#);
+        assert!(matches!(recall, ServerFrame::Recall { seq: 4, recalled: 13, .. }));
+
+        let missing = decode_server_frame(r#"{"op":"recall","conv":"c1","seq":4,"from":"u1"}"#).unwrap_err();
+        assert!(missing.to_string().contains("recalled"), "{missing}");
+    }
+
+    #[test]
+    fn decode_history_item_markers() {
+        let page = decode(
+            r#"{"id":2,"op":"messages","conv":"c1","more":false,"items":[
+                {"conv":"c1","seq":1,"from":"u","ts":1,"client_msg_id":"a","body":null,"recalled":5},
+                {"conv":"c1","seq":2,"from":"u","ts":2,"client_msg_id":"b","body":2,"edited":6}]}"#,
+        );
+        let ServerFrame::Messages { items, .. } = page else {
+            panic!("expected messages");
+        };
+        assert_eq!((items[0].edited, items[0].recalled), (None, Some(5)));
+        assert_eq!((items[1].edited, items[1].recalled), (Some(6), None));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use bulkhead_proto::{
-    AddMemberRequest, ApiKey, AuditPage, Conversation, CreateApiKeyRequest, CreateConversationRequest,
+    AddMemberRequest, ApiKey, AuditPage, Branding, Conversation, CreateApiKeyRequest, CreateConversationRequest,
     CreateTenantRequest, CreateUserRequest, CreatedApiKey, CreatedTenant, List, MessagePage,
     MintTokenRequest, MintedToken, NetworkPolicy, PatchTenantRequest, PostMessageRequest, RestError, SendAck,
     Tenant, User,
@@ -342,6 +342,26 @@ impl RestClient {
     pub async fn delete_api_key(&self, tenant: &str, key_id: &str) -> Result<(), ClientError> {
         let route = Route::new(&["v1", "tenants", tenant, "keys", key_id]);
         self.call_no_content(Method::DELETE, route, &[]).await
+    }
+
+    // Branding.
+
+    /// Reads the tenant's branding. Works with a user token of the tenant as well as with
+    /// its API keys.
+    pub async fn get_branding(&self, tenant: &str) -> Result<Branding, ClientError> {
+        let route = Route::new(&["v1", "tenants", tenant, "branding"]);
+        self.call(Method::GET, route, None::<&()>, &[]).await
+    }
+
+    /// Replaces the tenant's branding and returns it as stored. Needs an admin key or the
+    /// platform admin token.
+    pub async fn put_branding(
+        &self,
+        tenant: &str,
+        branding: &Branding,
+    ) -> Result<Branding, ClientError> {
+        let route = Route::new(&["v1", "tenants", tenant, "branding"]);
+        self.call(Method::PUT, route, Some(branding), &[]).await
     }
 
     // Operational endpoints.

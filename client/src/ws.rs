@@ -254,6 +254,24 @@ impl WsClient {
         }
     }
 
+    /// Replaces the body of message `seq`, which this user sent. Returns the time of the
+    /// edit, which `history` and `sync` then show as the message's `edited` marker.
+    ///
+    /// Fails with [`ClientError::Server`] and code `forbidden` when another member sent
+    /// the message, and `feature_disabled` when the tenant's plan has no `edit_recall`.
+    pub async fn edit(&self, conv: &str, seq: u64, body: Value) -> Result<u64, ClientError> {
+        let frame = json!({"op": "edit", "conv": conv, "seq": seq, "body": body});
+        parse_change_ack(self.request_ok(frame).await?)
+    }
+
+    /// Recalls message `seq`, which this user sent: the server deletes its body and keeps
+    /// the `seq` with a `recalled` marker. Returns the time of the recall; recalling again
+    /// returns the time of the first recall.
+    pub async fn recall(&self, conv: &str, seq: u64) -> Result<u64, ClientError> {
+        let frame = json!({"op": "recall", "conv": conv, "seq": seq});
+        parse_change_ack(self.request_ok(frame).await?)
+    }
+
     /// Marks a conversation as read up to `seq`.
     pub async fn read(&self, conv: &str, seq: u64) -> Result<(), ClientError> {
         let frame = json!({"op": "read", "conv": conv, "seq": seq});
@@ -300,7 +318,8 @@ impl WsClient {
         self.send_raw(Message::binary(data)).await
     }
 
-    /// Waits up to `timeout` for the next event (`message`, `receipt` or `typing`). Returns
+    /// Waits up to `timeout` for the next event (`message`, `edit`, `recall`, `receipt` or
+    /// `typing`). Returns
     /// `None` on timeout, and at once when the connection is closed and no events are left.
     pub async fn next_event(&self, timeout: Duration) -> Option<ServerFrame> {
         let deadline = Instant::now() + timeout;
@@ -600,6 +619,14 @@ fn parse_send_ack(response: ServerFrame) -> Result<SendAck, ClientError> {
             ..
         } => Ok(SendAck { seq, ts, duplicate }),
         other => Err(unexpected_response("ok with seq and ts", &other)),
+    }
+}
+
+/// Reads the time of an edit or a recall from its `ok`.
+fn parse_change_ack(response: ServerFrame) -> Result<u64, ClientError> {
+    match response {
+        ServerFrame::Ok { ts: Some(ts), .. } => Ok(ts),
+        other => Err(unexpected_response("ok with ts", &other)),
     }
 }
 

@@ -5,6 +5,10 @@
 //! one group per conversation is in flight and groups commit in `seq` order. When a group is
 //! durable, its senders get their `ok` and every online session of every member gets the
 //! `message` event, in `seq` order.
+//!
+//! Edits and recalls go through the same groups: the actor checks the sender, builds the
+//! changed record and commits it with the next group, so a message never has two changes in
+//! flight that could land out of order. The change keeps the message's `seq`.
 
 use std::{collections::HashMap, sync::Arc, time::Instant};
 
@@ -22,7 +26,7 @@ use crate::{
     quota::{thread_cpu_time, TenantQuota},
     scheduler,
     sessions::{SessionId, SessionRegistry},
-    tenant::SendOutcome,
+    tenant::{Amendment, AmendOutcome, SendOutcome},
 };
 
 const ACTOR: &str = "conversation";
@@ -47,6 +51,9 @@ struct LoadedState {
     /// `(seq, ts_ms)` of messages that are not durable yet, by `client_msg_id`, so that a
     /// retry that arrives before the commit finishes gets the same `seq`.
     uncommitted_ids: HashMap<String, (u64, u64)>,
+    /// The newest version of messages whose edit or recall is not durable yet, by `seq`, so
+    /// that a second change builds on the first instead of on the stored record.
+    uncommitted_changes: HashMap<u64, MessageRecord>,
 }
 
 enum Admission {
@@ -67,11 +74,26 @@ struct Pending {
 struct Group {
     messages: Vec<Pending>,
     waiters: Vec<Waiter>,
+    changes: Vec<PendingChange>,
+}
+
+impl Group {
+    fn is_empty(&self) -> bool {
+        self.waiters.is_empty() && self.changes.is_empty()
+    }
 }
 
 struct Waiter {
     reply: oneshot::Sender<Result<SendOutcome>>,
     outcome: SendOutcome,
+}
+
+/// An edited or recalled message of a group, with the request waiting for it.
+struct PendingChange {
+    record: MessageRecord,
+    origin: Option<SessionId>,
+    reply: oneshot::Sender<Result<AmendOutcome>>,
+    outcome: AmendOutcome,
 }
 
 impl ConversationActor {
@@ -111,6 +133,7 @@ impl ConversationActor {
                     members,
                     next_seq: last_seq + 1,
                     uncommitted_ids: HashMap::new(),
+                    uncommitted_changes: HashMap::new(),
                 });
                 self.load_error = None;
                 tracing::debug!(last_seq, "conversation loaded");
@@ -164,13 +187,7 @@ impl ConversationActor {
         let ts_ms = bulkhead_storage::now_ms();
         state.uncommitted_ids.insert(client_msg_id.clone(), (seq, ts_ms));
 
-        let record = MessageRecord {
-            seq,
-            from: from.to_string(),
-            client_msg_id,
-            ts_ms,
-            body_json,
-        };
+        let record = MessageRecord::new(seq, from.to_string(), client_msg_id, ts_ms, body_json);
         self.collecting.messages.push(Pending {
             record,
             origin,
@@ -187,7 +204,7 @@ impl ConversationActor {
 
     /// Starts committing the collected group unless a commit is already in flight.
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight || self.collecting.waiters.is_empty() {
+        if self.in_flight || self.collecting.is_empty() {
             return;
         }
         let group = std::mem::take(&mut self.collecting);
@@ -196,6 +213,9 @@ impl ConversationActor {
         let mut batch = self.store.batch();
         for pending in &group.messages {
             batch.put_message(&self.conv, &pending.record);
+        }
+        for change in &group.changes {
+            batch.replace_message(&self.conv, &change.record);
         }
         let store = self.store.clone();
         let commit = async move { store.commit(batch).await }.instrument(self.span());
@@ -219,6 +239,9 @@ impl ConversationActor {
             for waiter in group.waiters {
                 let _ = waiter.reply.send(Err(EngineError::ActorStopped(ACTOR)));
             }
+            for change in group.changes {
+                let _ = change.reply.send(Err(EngineError::ActorStopped(ACTOR)));
+            }
             actix::ActorContext::stop(ctx);
             return;
         }
@@ -229,12 +252,19 @@ impl ConversationActor {
             for pending in &group.messages {
                 state.uncommitted_ids.remove(&pending.record.client_msg_id);
             }
+            for change in &group.changes {
+                // A later change of the same message, still collecting, stays.
+                if state.uncommitted_changes.get(&change.record.seq) == Some(&change.record) {
+                    state.uncommitted_changes.remove(&change.record.seq);
+                }
+            }
         }
         for waiter in group.waiters {
             // The sender may have gone; the message is stored and will be synced.
             let _ = waiter.reply.send(Ok(waiter.outcome));
         }
         self.deliver(&group.messages);
+        self.deliver_changes(group.changes);
         self.flush(ctx);
     }
 
@@ -249,6 +279,16 @@ impl ConversationActor {
                 self.sessions
                     .push_to_user(member, &frame, pending.origin, Some(pending.accepted_at));
             }
+        }
+    }
+
+    /// Replies to the edits and recalls of a committed group and sends their `edit` or `recall`
+    /// events to every member's sessions, except the session that asked for the change.
+    fn deliver_changes(&self, changes: Vec<PendingChange>) {
+        for change in changes {
+            let _ = change.reply.send(Ok(change.outcome));
+            let frame = events::change_frame(&self.conv, &change.record);
+            self.push_to_members(&frame, change.origin);
         }
     }
 
@@ -506,5 +546,117 @@ impl ConversationActor {
                 self.sessions.push_to_user(member, frame, skip, None);
             }
         }
+    }
+}
+
+/// An edit or a recall of message `seq` on behalf of `user`. The reply comes once the change
+/// is durable.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct AmendMessage {
+    pub user: UserId,
+    pub seq: u64,
+    pub amendment: Amendment,
+    /// The session the change came from; it gets the `ok` and not the event.
+    pub origin: Option<SessionId>,
+    pub reply: oneshot::Sender<Result<AmendOutcome>>,
+}
+
+impl Handler<AmendMessage> for ConversationActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AmendMessage, ctx: &mut Context<Self>) {
+        let cpu_start = thread_cpu_time();
+        run_guarded(ACTOR, ctx, |ctx| {
+            let AmendMessage { user, seq, amendment, origin, reply } = msg;
+            match self.plan_change(&user, seq, amendment) {
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                }
+                // A recall of a message that is already recalled changes nothing.
+                Ok(None) => {
+                    let outcome = self.recalled_outcome(seq);
+                    let _ = reply.send(outcome);
+                }
+                Ok(Some(record)) => {
+                    let outcome = AmendOutcome {
+                        seq,
+                        ts_ms: record.edited_ts_ms.max(record.recalled_ts_ms).unwrap_or_default(),
+                    };
+                    if let Some(state) = self.state.as_mut() {
+                        state.uncommitted_changes.insert(seq, record.clone());
+                    }
+                    self.collecting.changes.push(PendingChange { record, origin, reply, outcome });
+                    self.flush(ctx);
+                }
+            }
+        });
+        self.charge_cpu_since(cpu_start);
+    }
+}
+
+impl ConversationActor {
+    /// Builds the changed record, or `None` when the change is a recall of a message that is
+    /// already recalled. Only the message's sender may change it, and only while a member.
+    fn plan_change(&mut self, user: &UserId, seq: u64, amendment: Amendment) -> Result<Option<MessageRecord>> {
+        let conv = self.conv.clone();
+        let state = self.state()?;
+        if !state.members.contains(user) {
+            return Err(EngineError::NotFound(format!("conversation {conv}")));
+        }
+        let pending = state.uncommitted_changes.get(&seq).cloned();
+        let current = match pending {
+            Some(record) => record,
+            None => self
+                .store
+                .message(&conv, seq)?
+                .ok_or_else(|| EngineError::NotFound(format!("message {seq} of conversation {conv}")))?,
+        };
+
+        let verb = match amendment {
+            Amendment::Edit { .. } => "edit",
+            Amendment::Recall => "recall",
+        };
+        if current.from != user.as_str() {
+            return Err(EngineError::Forbidden(format!(
+                "only the sender {} may {verb} message {seq} of conversation {conv}",
+                current.from
+            )));
+        }
+
+        let mut record = current;
+        let now_ms = bulkhead_storage::now_ms();
+        match amendment {
+            Amendment::Edit { body_json } => {
+                if record.recalled_ts_ms.is_some() {
+                    return Err(EngineError::InvalidRequest(format!(
+                        "message {seq} of conversation {conv} was recalled and cannot be edited"
+                    )));
+                }
+                record.body_json = body_json;
+                record.edited_ts_ms = Some(now_ms);
+            }
+            Amendment::Recall => {
+                if record.recalled_ts_ms.is_some() {
+                    return Ok(None);
+                }
+                record.body_json = "null".into();
+                record.recalled_ts_ms = Some(now_ms);
+            }
+        }
+        Ok(Some(record))
+    }
+
+    /// Returns the outcome of recalling a message that is already recalled: the time of the
+    /// first recall, which may still be committing.
+    fn recalled_outcome(&mut self, seq: u64) -> Result<AmendOutcome> {
+        let conv = self.conv.clone();
+        let pending = self.state()?.uncommitted_changes.get(&seq).cloned();
+        let record = match pending {
+            Some(record) => Some(record),
+            None => self.store.message(&conv, seq)?,
+        };
+        let ts_ms = record.and_then(|r| r.recalled_ts_ms).unwrap_or_default();
+        Ok(AmendOutcome { seq, ts_ms })
     }
 }

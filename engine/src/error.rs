@@ -1,6 +1,6 @@
 use bulkhead_storage::StorageError;
 
-use crate::quota::QuotaExceeded;
+use crate::{quota::QuotaExceeded, Feature};
 use thiserror::Error;
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
@@ -22,6 +22,15 @@ pub enum EngineError {
     /// The object already exists.
     #[error("{0} already exists")]
     Conflict(String),
+
+    /// The caller may see the object but not change it (a member editing another member's
+    /// message).
+    #[error("{0}")]
+    Forbidden(String),
+
+    /// The tenant's plan does not include the feature.
+    #[error("feature {0} is not enabled for this tenant")]
+    FeatureDisabled(Feature),
 
     /// The tenant is suspended.
     #[error("tenant {0} is suspended")]

@@ -15,6 +15,8 @@ pub fn message_item(conv: &ConvId, message: &MessageRecord) -> MessageItem {
         ts: message.ts_ms,
         client_msg_id: message.client_msg_id.clone(),
         body: raw_body(&message.body_json),
+        edited: message.edited_ts_ms,
+        recalled: message.recalled_ts_ms,
     }
 }
 
@@ -29,6 +31,26 @@ fn raw_body(body_json: &str) -> Box<RawValue> {
 
 pub(crate) fn message_frame(conv: &ConvId, message: &MessageRecord) -> Arc<str> {
     to_frame(&ServerFrame::Message(message_item(conv, message)))
+}
+
+/// Builds the `recall` event of a recalled message, or else the `edit` event of an edited one.
+pub(crate) fn change_frame(conv: &ConvId, message: &MessageRecord) -> Arc<str> {
+    let frame = match message.recalled_ts_ms {
+        Some(recalled) => ServerFrame::Recall {
+            conv: conv.to_string(),
+            seq: message.seq,
+            from: message.from.clone(),
+            recalled,
+        },
+        None => ServerFrame::Edit {
+            conv: conv.to_string(),
+            seq: message.seq,
+            from: message.from.clone(),
+            edited: message.edited_ts_ms.unwrap_or(message.ts_ms),
+            body: raw_body(&message.body_json),
+        },
+    };
+    to_frame(&frame)
 }
 
 pub(crate) fn receipt_frame(conv: &ConvId, user: &UserId, seq: u64) -> Arc<str> {

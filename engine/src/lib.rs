@@ -27,6 +27,7 @@ mod conversation;
 mod engine;
 mod error;
 pub mod events;
+mod features;
 pub mod metrics;
 mod panic_guard;
 pub mod quota;
@@ -36,5 +37,6 @@ mod tenant;
 
 pub use engine::{Engine, EngineConfig};
 pub use error::{EngineError, Result};
+pub use features::Feature;
 pub use sessions::{CloseReason, Outbound, SessionGuard, SessionId};
-pub use tenant::{SendOutcome, SendRequest, TenantHandle};
+pub use tenant::{AmendOutcome, Amendment, SendOutcome, SendRequest, TenantHandle};

@@ -16,20 +16,20 @@ use actix::{
 };
 use actix_rt::ArbiterHandle;
 use bulkhead_storage::{
-    ConvId, ConversationKind, ConversationRecord, MessageRecord, TenantRecord, TenantStatus,
+    BrandingRecord, ConvId, ConversationKind, ConversationRecord, MessageRecord, TenantRecord, TenantStatus,
     TenantStore, UserId, UserRecord,
 };
 use parking_lot::RwLock;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    conversation::{ChangeMembers, ConversationActor, MarkRead, SendMessage, Typing},
+    conversation::{AmendMessage, ChangeMembers, ConversationActor, MarkRead, SendMessage, Typing},
     error::{EngineError, Result},
     metrics::TenantSnapshot,
     quota::{Clock, QuotaExceeded, Resource, TenantQuota},
     scheduler::{Job, SchedulerHandle},
     sessions::{CloseReason, Outbound, SessionGuard, SessionId, SessionRegistry},
-    EngineConfig,
+    EngineConfig, Feature,
 };
 
 /// Bytes a send occupies in the backlog on top of its body and `client_msg_id`: the
@@ -65,6 +65,23 @@ pub struct SendOutcome {
     pub ts_ms: u64,
     /// True when `client_msg_id` was seen before and `seq` is the original one.
     pub duplicate: bool,
+}
+
+/// A change to a stored message by its sender.
+#[derive(Debug, Clone)]
+pub enum Amendment {
+    /// Replaces the body; the message gets the `edited` marker.
+    Edit { body_json: String },
+    /// Removes the body from storage; the message gets the `recalled` marker.
+    Recall,
+}
+
+/// The result of an accepted edit or recall: the message's unchanged `seq` and the time of
+/// the change, in ms since the Unix epoch. A repeated recall returns the first one's time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AmendOutcome {
+    pub seq: u64,
+    pub ts_ms: u64,
 }
 
 /// The root of a tenant's supervisor tree. It starts the tenant's conversation actors (each
@@ -263,8 +280,17 @@ impl TenantHandle {
         }
     }
 
-    pub fn has_feature(&self, feature: &str) -> bool {
-        self.inner.record.read().features.iter().any(|f| f == feature)
+    pub fn has_feature(&self, feature: Feature) -> bool {
+        self.inner.record.read().features.iter().any(|f| f == feature.as_str())
+    }
+
+    /// Fails with `FeatureDisabled` unless the tenant's plan includes `feature`.
+    pub fn require_feature(&self, feature: Feature) -> Result<()> {
+        if self.has_feature(feature) {
+            Ok(())
+        } else {
+            Err(EngineError::FeatureDisabled(feature))
+        }
     }
 
     // ---- sessions ----
@@ -325,6 +351,14 @@ impl TenantHandle {
         batch.delete_user(id);
         self.store().commit(batch).await?;
         self.inner.sessions.close_user(id, CloseReason::UserDeleted);
+        Ok(())
+    }
+
+    /// Stores the tenant's branding, replacing the previous one.
+    pub async fn put_branding(&self, branding: &BrandingRecord) -> Result<()> {
+        let mut batch = self.store().batch();
+        batch.put_branding(branding);
+        self.store().commit(batch).await?;
         Ok(())
     }
 
@@ -423,9 +457,8 @@ impl TenantHandle {
             bytes,
         };
 
-        let actor = self.conversation_actor(&request.conv).await?;
-        let index = worker_index(self.store().tenant().as_str(), request.conv.as_str(), self.inner.schedulers.len());
         let (reply, result) = oneshot::channel();
+        let conv = request.conv.clone();
         let message = SendMessage {
             from: request.from,
             client_msg_id: request.client_msg_id,
@@ -433,6 +466,59 @@ impl TenantHandle {
             origin: request.origin,
             reply,
         };
+        self.schedule(&conv, message).await?;
+        result.await.map_err(|_| EngineError::ActorStopped("conversation"))?
+    }
+
+    /// Edits or recalls message `seq` of `conv` on behalf of its sender `user`; returns once
+    /// the change is durable. Like a send, the change is admitted against the tenant's
+    /// quotas and queued in the fair scheduler. Needs the `edit_recall` feature.
+    pub async fn amend(
+        &self,
+        user: UserId,
+        conv: &ConvId,
+        seq: u64,
+        amendment: Amendment,
+        origin: Option<SessionId>,
+    ) -> Result<AmendOutcome> {
+        self.ensure_active()?;
+        self.require_feature(Feature::EditRecall)?;
+        let body_bytes = match &amendment {
+            // A recall only shrinks the tenant's data, so it passes a full storage quota.
+            Amendment::Recall => 0,
+            Amendment::Edit { body_json } => {
+                self.check_storage()?;
+                body_json.len() as u64
+            }
+        };
+        let bytes = body_bytes + SEND_OVERHEAD_BYTES;
+        self.inner.quota.reserve_send(bytes).map_err(EngineError::QuotaExceeded)?;
+        let _reservation = SendReservation {
+            quota: &self.inner.quota,
+            bytes,
+        };
+
+        let (reply, result) = oneshot::channel();
+        let message = AmendMessage {
+            user,
+            seq,
+            amendment,
+            origin,
+            reply,
+        };
+        self.schedule(conv, message).await?;
+        result.await.map_err(|_| EngineError::ActorStopped("conversation"))?
+    }
+
+    /// Queues `message` for the conversation's actor in the fair scheduler of the worker
+    /// that runs the conversation.
+    async fn schedule<M>(&self, conv: &ConvId, message: M) -> Result<()>
+    where
+        M: Message<Result = ()> + Send + 'static,
+        ConversationActor: Handler<M>,
+    {
+        let actor = self.conversation_actor(conv).await?;
+        let index = worker_index(self.store().tenant().as_str(), conv.as_str(), self.inner.schedulers.len());
         let job = Job {
             tenant: self.store().tenant().clone(),
             quota: self.inner.quota.clone(),
@@ -441,7 +527,7 @@ impl TenantHandle {
         if !self.inner.schedulers[index].submit(job) {
             return Err(EngineError::ShuttingDown);
         }
-        result.await.map_err(|_| EngineError::ActorStopped("conversation"))?
+        Ok(())
     }
 
     /// Rejects sends while the tenant's data is larger than `max_storage_bytes`.
@@ -509,6 +595,7 @@ impl TenantHandle {
         after: Option<u64>,
         limit: usize,
     ) -> Result<(Vec<MessageRecord>, bool)> {
+        self.require_feature(Feature::History)?;
         self.check_member(member, conv)?;
         let result = match (before, after) {
             (Some(before), _) => self.store().messages(conv, 0, before, limit, true)?,
@@ -543,7 +630,7 @@ impl TenantHandle {
         actor.do_send(MarkRead {
             user,
             seq,
-            notify: self.has_feature("read_receipts"),
+            notify: self.has_feature(Feature::ReadReceipts),
             origin,
             reply,
         });
@@ -551,6 +638,7 @@ impl TenantHandle {
     }
 
     pub async fn typing(&self, user: UserId, conv: &ConvId) -> Result<()> {
+        self.require_feature(Feature::Typing)?;
         let actor = self.conversation_actor(conv).await?;
         let (reply, result) = oneshot::channel();
         actor.do_send(Typing { user, reply });

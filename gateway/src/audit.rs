@@ -106,10 +106,8 @@ impl AppState {
         let Ok(tenant) = TenantId::parse(tid) else {
             return Ok(());
         };
-        if let Principal::TenantKey { tenant: own, .. } = &caller.principal {
-            if *own != tenant {
-                return Ok(());
-            }
+        if caller.principal.tenant().is_some_and(|own| *own != tenant) {
+            return Ok(());
         }
         // A tenant that does not exist, or was just deleted, has no log to write to.
         let Some(handle) = self.engine.tenant(&tenant)? else {
@@ -134,6 +132,7 @@ fn event<T>(caller: &Caller, record: &AuditRecord<'_>, result: &Result<T, ApiErr
             };
             (AuditActor::ApiKey(key_id.clone()), role)
         }
+        Principal::User { user, .. } => (AuditActor::User(user.to_string()), AuditRole::User),
     };
     AuditEvent {
         actor,

@@ -8,18 +8,20 @@
 //!   `sub`, `exp` (required) and optional `iat`.
 //!
 //! Which credential may do what is decided in one table, [`allows`], which every REST route
-//! consults through [`authorize`].
+//! consults through [`authorize`]. User tokens work on REST only where that table lets a
+//! [`Principal::User`] in: reading the tenant's branding.
 
 use std::{
     fs,
     io::Write,
     os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use actix_web::HttpRequest;
 use bulkhead_proto::{ErrorCode, KeyRole};
-use bulkhead_storage::{ApiKeyRecord, KeyRole as StoredRole, Storage, TenantId};
+use bulkhead_storage::{ApiKeyRecord, KeyRole as StoredRole, Storage, TenantId, UserId};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -39,6 +41,18 @@ pub enum Principal {
         role: KeyRole,
         key_id: String,
     },
+    /// A user with a valid user token of its tenant.
+    User { tenant: TenantId, user: UserId },
+}
+
+impl Principal {
+    /// Returns the tenant the credential belongs to; `None` for the platform admin.
+    pub fn tenant(&self) -> Option<&TenantId> {
+        match self {
+            Principal::PlatformAdmin => None,
+            Principal::TenantKey { tenant, .. } | Principal::User { tenant, .. } => Some(tenant),
+        }
+    }
 }
 
 impl std::fmt::Display for Principal {
@@ -53,6 +67,7 @@ impl std::fmt::Display for Principal {
                 };
                 write!(f, "the {role} key {key_id} of tenant {tenant}")
             }
+            Principal::User { tenant, user } => write!(f, "user {user} of tenant {tenant}"),
         }
     }
 }
@@ -79,6 +94,8 @@ pub enum Action {
     ReadPlatformAudit,
     ReadNetworkPolicy,
     ManageNetworkPolicy,
+    ReadBranding,
+    UpdateBranding,
 }
 
 impl Action {
@@ -104,6 +121,8 @@ impl Action {
             Action::ReadPlatformAudit => "read the platform audit log",
             Action::ReadNetworkPolicy => "read the network policy (needs an admin or auditor key)",
             Action::ManageNetworkPolicy => "change the network policy (needs an admin key)",
+            Action::ReadBranding => "read the branding",
+            Action::UpdateBranding => "change the branding (needs an admin key)",
         }
     }
 }
@@ -114,6 +133,7 @@ pub fn allows(principal: &Principal, action: Action) -> bool {
     use Action::*;
     let role = match principal {
         Principal::PlatformAdmin => return true,
+        Principal::User { .. } => return matches!(action, ReadBranding),
         Principal::TenantKey { role, .. } => *role,
     };
     match role {
@@ -121,10 +141,17 @@ pub fn allows(principal: &Principal, action: Action) -> bool {
             action,
             CreateTenant | ListTenants | UpdateTenant | DeleteTenant | SuspendTenant | ReadPlatformAudit
         ),
-        KeyRole::Auditor => matches!(action, ReadTenant | ReadUsage | ReadAudit | ReadNetworkPolicy),
+        KeyRole::Auditor => matches!(action, ReadTenant | ReadUsage | ReadBranding | ReadAudit | ReadNetworkPolicy),
         KeyRole::Service => matches!(
             action,
-            ManageUsers | ReadUsers | ManageConversations | ReadConversations | ReadMessages | SendMessages | MintTokens
+            ManageUsers
+                | ReadUsers
+                | ManageConversations
+                | ReadConversations
+                | ReadMessages
+                | SendMessages
+                | MintTokens
+                | ReadBranding
         ),
     }
 }
@@ -133,11 +160,11 @@ pub fn allows(principal: &Principal, action: Action) -> bool {
 /// A tenant credential on another tenant's path gets `not_found`, exactly as if that tenant
 /// did not exist, so keys cannot be used to probe for tenant ids.
 pub fn authorize(principal: &Principal, action: Action, tenant: Option<&TenantId>) -> Result<(), ApiError> {
-    match (principal, tenant) {
-        (Principal::TenantKey { tenant: own, .. }, Some(target)) if own != target => {
+    match (principal.tenant(), tenant) {
+        (Some(own), Some(target)) if own != target => {
             return Err(ApiError::not_found(format!("tenant {target}")));
         }
-        (Principal::TenantKey { .. }, None) => {
+        (Some(_), None) => {
             return Err(ApiError::forbidden("this route needs the platform admin token"));
         }
         _ => {}
@@ -266,6 +293,28 @@ pub fn authenticate(credential: Option<&str>, admin: &AdminToken, storage: &Stor
     })
 }
 
+/// Returns whether a REST credential has the shape of a user token (a JWT: three
+/// dot-separated parts) rather than of an API key or an admin token.
+pub fn is_user_token(credential: &str) -> bool {
+    !credential.starts_with(API_KEY_PREFIX) && credential.split('.').count() == 3
+}
+
+/// Finds the user behind a user token on a REST route, or `unauthorized`. The token must be
+/// signed by its tenant's secret and name a user that still exists.
+pub fn authenticate_user_token(token: &str, storage: &Arc<Storage>, leeway_secs: u64) -> Result<Principal, ApiError> {
+    let invalid = || ApiError::unauthorized("invalid credential");
+    let tenant = claimed_tenant(token)?;
+    let record = storage.tenant(&tenant)?.ok_or_else(invalid)?;
+    let user = verify_user_token(token, &tenant, &record.signing_secret, leeway_secs)?;
+    let user = UserId::parse(&user).map_err(|_| invalid())?;
+
+    let store = storage.tenant_store(&tenant)?.ok_or_else(invalid)?;
+    if store.user(&user)?.is_none() {
+        return Err(ApiError::unauthorized(format!("invalid token: user {user} does not exist")));
+    }
+    Ok(Principal::User { tenant, user })
+}
+
 pub fn stored_role(role: KeyRole) -> StoredRole {
     match role {
         KeyRole::Admin => StoredRole::Admin,
@@ -387,6 +436,38 @@ mod tests {
     fn foreign_tenant_path_is_not_found() {
         let other = TenantId::parse("globex").unwrap();
         let err = authorize(&key(KeyRole::Admin), Action::ReadUsers, Some(&other)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::NotFound);
+    }
+
+    #[test]
+    fn user_reads_only_branding() {
+        let user = Principal::User {
+            tenant: TenantId::parse("acme").unwrap(),
+            user: UserId::parse("alice").unwrap(),
+        };
+        assert!(allows(&user, Action::ReadBranding));
+        assert!(!allows(&user, Action::UpdateBranding));
+        assert!(!allows(&user, Action::ReadTenant));
+        assert!(!allows(&user, Action::ReadMessages));
+        assert!(!allows(&user, Action::MintTokens));
+    }
+
+    #[test]
+    fn only_admins_change_branding() {
+        assert!(allows(&key(KeyRole::Admin), Action::UpdateBranding));
+        assert!(!allows(&key(KeyRole::Service), Action::UpdateBranding));
+        assert!(!allows(&key(KeyRole::Auditor), Action::UpdateBranding));
+        assert!(allows(&key(KeyRole::Auditor), Action::ReadBranding));
+    }
+
+    #[test]
+    fn foreign_user_token_is_not_found() {
+        let user = Principal::User {
+            tenant: TenantId::parse("acme").unwrap(),
+            user: UserId::parse("alice").unwrap(),
+        };
+        let other = TenantId::parse("globex").unwrap();
+        let err = authorize(&user, Action::ReadBranding, Some(&other)).unwrap_err();
         assert_eq!(err.code, ErrorCode::NotFound);
     }
 

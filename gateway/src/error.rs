@@ -84,6 +84,11 @@ impl From<EngineError> for ApiError {
             EngineError::NotFound(what) => ApiError::not_found(what),
             EngineError::InvalidRequest(message) => ApiError::invalid(message),
             EngineError::Conflict(what) => ApiError::new(ErrorCode::Conflict, format!("{what} already exists")),
+            EngineError::Forbidden(message) => ApiError::forbidden(message),
+            EngineError::FeatureDisabled(feature) => ApiError::new(
+                ErrorCode::FeatureDisabled,
+                format!("feature {feature} is not enabled for this tenant; a platform admin can enable it with PATCH /v1/tenants/{{tid}}"),
+            ),
             EngineError::TenantSuspended(tenant) => {
                 ApiError::new(ErrorCode::TenantSuspended, format!("tenant {tenant} is suspended"))
             }

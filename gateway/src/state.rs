@@ -54,8 +54,8 @@ impl AppState {
             .engine
             .tenant(&tenant_id)?
             .ok_or_else(|| ApiError::not_found(format!("tenant {tenant_id}")))?;
-        // The platform admin may still manage a suspended tenant; its own keys may not.
-        if matches!(principal, Principal::TenantKey { .. }) {
+        // The platform admin may still manage a suspended tenant; its own keys and users may not.
+        if !matches!(principal, Principal::PlatformAdmin) {
             tenant.ensure_active()?;
         }
         Ok(TenantContext { principal, tenant })
@@ -65,9 +65,14 @@ impl AppState {
     /// address against that tenant's network allowlist.
     pub fn caller(&self, req: &HttpRequest) -> Result<Caller, ApiError> {
         let credential = auth::bearer(req, false);
-        let principal = auth::authenticate(credential.as_deref(), &self.admin, self.engine.storage())?;
+        let principal = match credential.as_deref() {
+            Some(token) if auth::is_user_token(token) && !self.admin.matches(token) => {
+                auth::authenticate_user_token(token, self.engine.storage(), self.config.jwt_leeway_secs)?
+            }
+            credential => auth::authenticate(credential, &self.admin, self.engine.storage())?,
+        };
         let source = self.client_address(req);
-        if let Principal::TenantKey { tenant, .. } = &principal {
+        if let Some(tenant) = principal.tenant() {
             self.network_policies.check(self.engine.storage(), tenant, source)?;
         }
         Ok(Caller { principal, source })

@@ -280,6 +280,28 @@ pub struct AuditPage {
     pub head: Option<AuditHead>,
 }
 
+/// A tenant's branding: the body of `PUT /v1/tenants/{tid}/branding` and the response of
+/// `GET`. A PUT replaces every field, and a field left out or `null` is not set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Branding {
+    /// 1 to 100 characters.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// An `https` URL of at most 2,048 bytes.
+    #[serde(default)]
+    pub logo_url: Option<String>,
+    /// `#rrggbb`; returned in lower case.
+    #[serde(default)]
+    pub theme_color: Option<String>,
+    /// 1 to 2,000 characters, shown to users when they open the app.
+    #[serde(default)]
+    pub welcome_message: Option<String>,
+    /// A BCP 47 language tag such as `en` or `zh-CN`; returned in its canonical case.
+    #[serde(default)]
+    pub default_locale: Option<String>,
+}
+
 /// A list response. Lists are small in this release (users, conversations, keys of a tenant)
 /// and are returned whole.
 #[derive(Debug, Clone, Serialize, Deserialize)]

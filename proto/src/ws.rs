@@ -19,7 +19,16 @@ pub struct MessageItem {
     /// Server time of acceptance, milliseconds since the Unix epoch.
     pub ts: u64,
     pub client_msg_id: String,
+    /// The body as last sent or edited; `null` once the message is recalled.
     pub body: Box<RawValue>,
+    /// When the sender last edited the message, ms since the Unix epoch. Absent when never
+    /// edited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited: Option<u64>,
+    /// When the sender recalled the message, ms since the Unix epoch. Absent when not
+    /// recalled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recalled: Option<u64>,
 }
 
 /// One conversation's part of a `sync` response.
@@ -38,7 +47,8 @@ pub struct ConversationPage {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ServerFrame {
-    /// Success of `send` (with `seq` and `ts`), `read` and `typing` (without them).
+    /// Success of `send` (with `seq` and `ts`), `edit` and `recall` (with `seq` and the
+    /// time of the change in `ts`), `read` and `typing` (without them).
     Ok {
         id: Option<Box<RawValue>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,6 +90,23 @@ pub enum ServerFrame {
     },
     /// A new message in a conversation the user is a member of.
     Message(MessageItem),
+    /// The sender edited message `seq`: `body` replaces its body, and `edited` is the time of
+    /// the edit.
+    Edit {
+        conv: String,
+        seq: u64,
+        from: String,
+        edited: u64,
+        body: Box<RawValue>,
+    },
+    /// The sender recalled message `seq`: its body is gone, and `recalled` is the time of the
+    /// recall.
+    Recall {
+        conv: String,
+        seq: u64,
+        from: String,
+        recalled: u64,
+    },
     /// A member has read the conversation up to `seq`.
     Receipt { conv: String, user: String, seq: u64 },
     /// A member is typing. Never stored, and the first thing shed under pressure.

@@ -6,10 +6,15 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::{Result, StorageError};
+use crate::{MessageRecord, Result, StorageError};
 
-/// Format version written in front of every value by this release.
+/// Format version written in front of every value by this release, except messages.
 pub const FORMAT_VERSION: u8 = 1;
+
+/// Format version of the message records that this release writes. Messages have their own
+/// version because they are the only record whose layout has changed: version 1 is the
+/// layout before edits and recalls, which [`decode_message`] still reads.
+pub const MESSAGE_FORMAT_VERSION: u8 = 2;
 
 /// Encodes `value` as `[FORMAT_VERSION, postcard bytes…]`.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -42,10 +47,63 @@ pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T
     })
 }
 
+/// Encodes a message as `[MESSAGE_FORMAT_VERSION, postcard bytes…]`.
+pub fn encode_message(message: &MessageRecord) -> Vec<u8> {
+    let mut out = vec![MESSAGE_FORMAT_VERSION];
+    let body = postcard::to_stdvec(message).expect("message records are postcard-serializable");
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Decodes a message written by [`encode_message`], or by a release before edits and
+/// recalls (format version 1), which reads as neither edited nor recalled.
+pub fn decode_message(bytes: &[u8]) -> Result<MessageRecord> {
+    const WHAT: &str = "message record";
+    let Some((&version, body)) = bytes.split_first() else {
+        return Err(StorageError::Decode {
+            what: WHAT,
+            reason: "empty value".into(),
+        });
+    };
+    let decoded = match version {
+        MESSAGE_FORMAT_VERSION => postcard::from_bytes(body),
+        1 => postcard::from_bytes::<MessageRecordV1>(body).map(MessageRecord::from),
+        other => {
+            return Err(StorageError::Decode {
+                what: WHAT,
+                reason: format!(
+                    "unknown format version {other}, this release reads 1 and {MESSAGE_FORMAT_VERSION}"
+                ),
+            })
+        }
+    };
+    decoded.map_err(|e| StorageError::Decode {
+        what: WHAT,
+        reason: e.to_string(),
+    })
+}
+
+/// The layout of a message record in format version 1. Field order matters to postcard, so
+/// this struct must never change.
+#[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct MessageRecordV1 {
+    seq: u64,
+    from: String,
+    client_msg_id: String,
+    ts_ms: u64,
+    body_json: String,
+}
+
+impl From<MessageRecordV1> for MessageRecord {
+    fn from(old: MessageRecordV1) -> Self {
+        MessageRecord::new(old.seq, old.from, old.client_msg_id, old.ts_ms, old.body_json)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::MessageRecord;
 
     #[test]
     fn roundtrip_keeps_every_field() {
@@ -55,12 +113,45 @@ mod tests {
             client_msg_id: "m-1".into(),
             ts_ms: 1_700_000_000_000,
             body_json: r#"{"text":"hi"}"#.into(),
+            edited_ts_ms: Some(1_700_000_000_500),
+            recalled_ts_ms: None,
         };
 
-        let bytes = encode(&record);
-        assert_eq!(bytes[0], FORMAT_VERSION);
-        let decoded: MessageRecord = decode("message", &bytes).unwrap();
-        assert_eq!(decoded, record);
+        let bytes = encode_message(&record);
+        assert_eq!(bytes[0], MESSAGE_FORMAT_VERSION);
+        assert_eq!(decode_message(&bytes).unwrap(), record);
+    }
+
+    #[test]
+    fn version_1_message_decodes_without_markers() {
+        let old = MessageRecordV1 {
+            seq: 3,
+            from: "bob".into(),
+            client_msg_id: "m-3".into(),
+            ts_ms: 1_600_000_000_000,
+            body_json: r#"{"text":"old"}"#.into(),
+        };
+        // What the release before edits and recalls wrote: version 1, then the five fields.
+        let mut bytes = vec![1];
+        bytes.extend(postcard::to_stdvec(&old).unwrap());
+
+        let decoded = decode_message(&bytes).unwrap();
+
+        assert_eq!(decoded.seq, 3);
+        assert_eq!(decoded.from, "bob");
+        assert_eq!(decoded.client_msg_id, "m-3");
+        assert_eq!(decoded.ts_ms, 1_600_000_000_000);
+        assert_eq!(decoded.body_json, r#"{"text":"old"}"#);
+        assert_eq!(decoded.edited_ts_ms, None);
+        assert_eq!(decoded.recalled_ts_ms, None);
+    }
+
+    #[test]
+    fn unknown_message_version_is_rejected() {
+        let mut bytes = encode_message(&MessageRecord::new(1, "a".into(), "m".into(), 1, "1".into()));
+        bytes[0] = MESSAGE_FORMAT_VERSION + 1;
+        let err = decode_message(&bytes).unwrap_err();
+        assert!(err.to_string().contains("unknown format version"), "{err}");
     }
 
     #[test]

@@ -24,6 +24,7 @@
 //! | `i<len><conv><client_msg_id>` | `u64` seq: the idempotency index |
 //! | `r<len><conv><user>` | `u64` seq: the user's read marker |
 //! | `a<seq: u64 big-endian>` | `AuditEntry` of the tenant's audit log |
+//! | `b` | `BrandingRecord` |
 //! | `h` | `AuditHead` of the tenant's audit log |
 
 use crate::audit::AuditKeys;
@@ -143,6 +144,10 @@ impl TenantKeys {
             entry_prefix: self.start(b'a'),
             head: self.start(b'h'),
         }
+    }
+
+    pub fn branding(&self) -> Vec<u8> {
+        self.start(b'b')
     }
 
     pub fn read_marker(&self, conv: &str, user: &str) -> Vec<u8> {

@@ -34,8 +34,8 @@ pub use db::{Storage, StorageOptions};
 pub use error::{Result, StorageError};
 pub use ids::{ConvId, IdError, TenantId, UserId};
 pub use records::{
-    ApiKeyRecord, ConversationKind, ConversationRecord, KeyRole, MessageRecord, NetworkPolicyRecord,
-    QuotaLimits, TenantRecord, TenantStatus, Tier, UserRecord,
+    ApiKeyRecord, BrandingRecord, ConversationKind, ConversationRecord, KeyRole, MessageRecord,
+    NetworkPolicyRecord, QuotaLimits, TenantRecord, TenantStatus, Tier, UserRecord,
 };
 pub use tenant_store::{TenantBatch, TenantStore};
 

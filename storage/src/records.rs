@@ -47,6 +47,21 @@ pub struct TenantRecord {
     pub created_at_ms: u64,
 }
 
+/// A tenant's branding: what its apps show users. Stored in the tenant's own key space, so it
+/// is erased with the tenant. Every field is optional, and `None` means "not set".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrandingRecord {
+    pub display_name: Option<String>,
+    /// An `https` URL.
+    pub logo_url: Option<String>,
+    /// `#rrggbb`, lower case.
+    pub theme_color: Option<String>,
+    pub welcome_message: Option<String>,
+    /// A BCP 47 language tag, such as `en` or `zh-CN`.
+    pub default_locale: Option<String>,
+    pub updated_at_ms: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyRole {
     Admin,
@@ -89,16 +104,37 @@ pub struct ConversationRecord {
     pub created_at_ms: u64,
 }
 
-/// One accepted message. The conversation id and `seq` are also in the key.
+/// One accepted message. The conversation id and `seq` are also in the key. Encoded by
+/// [`crate::codec::encode_message`], which has its own format version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageRecord {
     pub seq: u64,
     pub from: String,
     pub client_msg_id: String,
     pub ts_ms: u64,
-    /// The message body as JSON text, exactly as the client sent it. postcard cannot encode a
-    /// self-describing JSON value, and keeping the text avoids a parse on every delivery.
+    /// The message body as JSON text, exactly as the client sent it (or last edited it), and
+    /// `null` once the message is recalled. postcard cannot encode a self-describing JSON
+    /// value, and keeping the text avoids a parse on every delivery.
     pub body_json: String,
+    /// When the sender last edited the body, in ms since the Unix epoch.
+    pub edited_ts_ms: Option<u64>,
+    /// When the sender recalled the message, in ms since the Unix epoch.
+    pub recalled_ts_ms: Option<u64>,
+}
+
+impl MessageRecord {
+    /// Builds a message as a send accepts it: not edited, not recalled.
+    pub fn new(seq: u64, from: String, client_msg_id: String, ts_ms: u64, body_json: String) -> Self {
+        MessageRecord {
+            seq,
+            from,
+            client_msg_id,
+            ts_ms,
+            body_json,
+            edited_ts_ms: None,
+            recalled_ts_ms: None,
+        }
+    }
 }
 
 /// A tenant's network policy, stored next to its registry entry. An empty allowlist admits

@@ -9,7 +9,7 @@ use crate::{
     codec,
     committer::{Committer, Db, Op},
     keys::{prefix_end, TenantKeys},
-    ConvId, ConversationRecord, MessageRecord, Result, StorageError, TenantId, UserId, UserRecord,
+    BrandingRecord, ConvId, ConversationRecord, MessageRecord, Result, StorageError, TenantId, UserId, UserRecord,
 };
 
 /// Storage bound to one tenant. Every key it reads or writes is built by [`TenantKeys`] inside
@@ -80,11 +80,23 @@ impl TenantBatch {
 
     /// Stores the message and its idempotency index entry.
     pub fn put_message(&mut self, conv: &ConvId, message: &MessageRecord) {
-        self.put(self.keys.message(conv.as_str(), message.seq), codec::encode(message));
+        self.put(self.keys.message(conv.as_str(), message.seq), codec::encode_message(message));
         self.put(
             self.keys.idempotency(conv.as_str(), &message.client_msg_id),
             codec::encode(&message.seq),
         );
+    }
+
+    /// Overwrites a stored message in place, after an edit or a recall, and leaves its
+    /// idempotency entry as it is.
+    // NOTE: no read returns the old body after this commit, but its bytes stay in the WAL
+    // and in older SST files until RocksDB recycles the WAL and compacts the key.
+    pub fn replace_message(&mut self, conv: &ConvId, message: &MessageRecord) {
+        self.put(self.keys.message(conv.as_str(), message.seq), codec::encode_message(message));
+    }
+
+    pub fn put_branding(&mut self, branding: &BrandingRecord) {
+        self.put(self.keys.branding(), codec::encode(branding));
     }
 
     pub fn put_read_marker(&mut self, conv: &ConvId, user: &UserId, seq: u64) {
@@ -233,12 +245,22 @@ impl TenantStore {
                 more = true;
                 break;
             }
-            items.push(codec::decode::<MessageRecord>("message record", &value)?);
+            items.push(codec::decode_message(&value)?);
         }
         if newest_first {
             items.reverse();
         }
         Ok((items, more))
+    }
+
+    /// Returns the message `seq` of `conv`, if it is stored.
+    pub fn message(&self, conv: &ConvId, seq: u64) -> Result<Option<MessageRecord>> {
+        let cf = self.cf_handle()?;
+        let bytes = self
+            .db
+            .get_pinned_cf(&cf, self.keys.message(conv.as_str(), seq))
+            .map_err(|e| self.read_error("failed to read a message", e))?;
+        bytes.map(|b| codec::decode_message(&b)).transpose()
     }
 
     /// Returns the seq that an earlier send with `client_msg_id` got in `conv`, if any.
@@ -248,6 +270,10 @@ impl TenantStore {
 
     pub fn read_marker(&self, conv: &ConvId, user: &UserId) -> Result<Option<u64>> {
         self.get_decoded("read marker", &self.keys.read_marker(conv.as_str(), user.as_str()))
+    }
+
+    pub fn branding(&self) -> Result<Option<BrandingRecord>> {
+        self.get_decoded("branding record", &self.keys.branding())
     }
 
     /// Estimated live size of the tenant's data: SST files plus memtables. RocksDB's estimate

@@ -14,13 +14,13 @@ pub const BODY_BYTES: usize = 256;
 /// Returns a message from alice with a body of [`BODY_BYTES`] bytes.
 #[allow(dead_code)]
 pub fn message(seq: u64) -> MessageRecord {
-    MessageRecord {
+    MessageRecord::new(
         seq,
-        from: "alice".into(),
-        client_msg_id: format!("bench-{seq}"),
-        ts_ms: 1_700_000_000_000 + seq,
-        body_json: format!("{{\"text\":\"{}\"}}", "x".repeat(BODY_BYTES - 11)),
-    }
+        "alice".into(),
+        format!("bench-{seq}"),
+        1_700_000_000_000 + seq,
+        format!("{{\"text\":\"{}\"}}", "x".repeat(BODY_BYTES - 11)),
+    )
 }
 
 /// Returns the tenant `bench` and its first API key. The quotas are far above what a

@@ -1,6 +1,7 @@
 //! The REST API under `/v1`, plus `/healthz`, `/readyz` and `/metrics`.
 
 mod audit;
+mod branding;
 mod conversations;
 mod convert;
 mod credentials;
@@ -99,6 +100,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(credentials::mint_token)
             .service(credentials::create_key)
             .service(credentials::list_keys)
-            .service(credentials::delete_key),
+            .service(credentials::delete_key)
+            .service(branding::get_branding)
+            .service(branding::put_branding),
     );
 }

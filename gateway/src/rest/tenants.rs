@@ -1,6 +1,7 @@
 //! Tenant lifecycle: create, list, read, change, delete; and usage.
 
 use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
+use bulkhead_engine::Feature;
 use bulkhead_proto::{CreateTenantRequest, CreatedApiKey, CreatedTenant, KeyRole, List, PatchTenantRequest, Quotas};
 use bulkhead_storage::{TenantId, TenantRecord, TenantStatus};
 use serde_json::json;
@@ -12,9 +13,6 @@ use crate::{
     error::ApiError,
     state::AppState,
 };
-
-/// Features a tenant's plan can include. A tenant created without a list gets all of them.
-pub const KNOWN_FEATURES: &[&str] = &["read_receipts", "typing", "history"];
 
 type Response = Result<HttpResponse, ApiError>;
 
@@ -264,13 +262,11 @@ fn validate_quotas(quotas: &Quotas) -> Result<(), ApiError> {
 }
 
 fn validate_features(features: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
-    let Some(mut features) = features else {
-        return Ok(KNOWN_FEATURES.iter().map(|f| f.to_string()).collect());
-    };
-    if let Some(unknown) = features.iter().find(|f| !KNOWN_FEATURES.contains(&f.as_str())) {
+    let mut features = features.unwrap_or_else(|| Feature::ALL.iter().map(|f| f.to_string()).collect());
+    if let Some(unknown) = features.iter().find(|f| Feature::parse(f).is_none()) {
         return Err(ApiError::invalid(format!(
             "unknown feature {unknown:?}; known features: {}",
-            KNOWN_FEATURES.join(", ")
+            Feature::names()
         )));
     }
     features.sort();

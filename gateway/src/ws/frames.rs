@@ -30,6 +30,15 @@ pub enum Request {
         since: BTreeMap<String, u64>,
         limit: usize,
     },
+    Edit {
+        conv: ConvId,
+        seq: u64,
+        body_json: String,
+    },
+    Recall {
+        conv: ConvId,
+        seq: u64,
+    },
     Read {
         conv: ConvId,
         seq: u64,
@@ -119,6 +128,18 @@ fn to_request(raw: RawFrame) -> Result<Request, ApiError> {
             since: raw.since.unwrap_or_default(),
             limit: validate::page_limit(raw.limit)?,
         }),
+        "edit" => {
+            let body = raw.body.ok_or_else(|| ApiError::invalid("missing field body"))?;
+            Ok(Request::Edit {
+                conv: conv(raw.conv)?,
+                seq: seq(raw.seq)?,
+                body_json: body.get().to_owned(),
+            })
+        }
+        "recall" => Ok(Request::Recall {
+            conv: conv(raw.conv)?,
+            seq: seq(raw.seq)?,
+        }),
         "read" => Ok(Request::Read {
             conv: conv(raw.conv)?,
             seq: raw.seq.ok_or_else(|| ApiError::invalid("missing field seq"))?,
@@ -126,13 +147,17 @@ fn to_request(raw: RawFrame) -> Result<Request, ApiError> {
         "typing" => Ok(Request::Typing { conv: conv(raw.conv)? }),
         "ping" => Ok(Request::Ping),
         other => Err(ApiError::invalid(format!(
-            "unknown op {other:?}; expected send, history, sync, read, typing or ping"
+            "unknown op {other:?}; expected send, edit, recall, history, sync, read, typing or ping"
         ))),
     }
 }
 
 fn required(value: Option<String>, field: &str) -> Result<String, ApiError> {
     value.ok_or_else(|| ApiError::invalid(format!("missing field {field}")))
+}
+
+fn seq(value: Option<u64>) -> Result<u64, ApiError> {
+    value.ok_or_else(|| ApiError::invalid("missing field seq"))
 }
 
 fn conv(value: Option<String>) -> Result<ConvId, ApiError> {

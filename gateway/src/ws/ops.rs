@@ -1,6 +1,6 @@
 //! The WebSocket operations: each takes a parsed request and returns the response frame.
 
-use bulkhead_engine::{events, metrics::RejectReason, SendRequest, SessionId, TenantHandle};
+use bulkhead_engine::{events, metrics::RejectReason, AmendOutcome, Amendment, SendRequest, SessionId, TenantHandle};
 use bulkhead_proto::{ConversationPage, ErrorCode, ServerFrame};
 use bulkhead_storage::UserId;
 use serde_json::value::RawValue;
@@ -52,7 +52,6 @@ async fn run(
             })
         }
         Request::History { conv, before, after, limit } => {
-            require_feature(tenant, "history")?;
             let (tenant, user, conv_for_read) = (tenant.clone(), user.clone(), conv.clone());
             let (records, more) = blocking(move || tenant.history(Some(&user), &conv_for_read, before, after, limit)).await?;
             Ok(ServerFrame::Messages {
@@ -82,12 +81,23 @@ async fn run(
                 convs,
             })
         }
+        Request::Edit { conv, seq, body_json } => {
+            validate::body_size(&body_json, tenant.quota().limits().max_message_bytes).inspect_err(|_| {
+                tenant.quota().metrics.reject(RejectReason::PayloadTooLarge);
+            })?;
+            let amendment = Amendment::Edit { body_json };
+            let outcome = tenant.amend(user.clone(), &conv, seq, amendment, Some(session)).await?;
+            Ok(change_ok(id, outcome))
+        }
+        Request::Recall { conv, seq } => {
+            let outcome = tenant.amend(user.clone(), &conv, seq, Amendment::Recall, Some(session)).await?;
+            Ok(change_ok(id, outcome))
+        }
         Request::Read { conv, seq } => {
             tenant.mark_read(user.clone(), &conv, seq, Some(session)).await?;
             Ok(ok(id))
         }
         Request::Typing { conv } => {
-            require_feature(tenant, "typing")?;
             tenant.typing(user.clone(), &conv).await?;
             Ok(ok(id))
         }
@@ -104,6 +114,16 @@ fn ok(id: Option<Box<RawValue>>) -> ServerFrame {
     }
 }
 
+/// Builds the `ok` of an edit or recall: the message's `seq` and the time of the change.
+fn change_ok(id: Option<Box<RawValue>>, outcome: AmendOutcome) -> ServerFrame {
+    ServerFrame::Ok {
+        id,
+        seq: Some(outcome.seq),
+        ts: Some(outcome.ts_ms),
+        duplicate: false,
+    }
+}
+
 pub fn error_frame(id: Option<Box<RawValue>>, error: ApiError) -> ServerFrame {
     ServerFrame::Error {
         id,
@@ -111,17 +131,6 @@ pub fn error_frame(id: Option<Box<RawValue>>, error: ApiError) -> ServerFrame {
         message: error.message,
         retry_after_ms: error.retry_after_ms,
         resource: error.resource,
-    }
-}
-
-fn require_feature(tenant: &TenantHandle, feature: &str) -> Result<(), ApiError> {
-    if tenant.has_feature(feature) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            ErrorCode::FeatureDisabled,
-            format!("feature {feature} is not enabled for this tenant"),
-        ))
     }
 }
 

@@ -57,12 +57,28 @@ pub async fn create_tenant_with_quotas(
     users: &[&str],
     quotas: Option<QuotasPatch>,
 ) -> Tenant {
+    create_tenant_with(server, id, users, quotas, None).await
+}
+
+/// Creates a tenant whose plan has only `features`.
+pub async fn create_tenant_with_features(server: &TestServer, id: &str, users: &[&str], features: &[&str]) -> Tenant {
+    let features = features.iter().map(|f| f.to_string()).collect();
+    create_tenant_with(server, id, users, None, Some(features)).await
+}
+
+async fn create_tenant_with(
+    server: &TestServer,
+    id: &str,
+    users: &[&str],
+    quotas: Option<QuotasPatch>,
+    features: Option<Vec<String>>,
+) -> Tenant {
     let request = CreateTenantRequest {
         id: id.into(),
         name: format!("Tenant {id}"),
         tier: None,
         quotas,
-        features: None,
+        features,
     };
     let created = admin(server).create_tenant(&request).await.expect("create tenant");
     let tenant = Tenant {

@@ -60,13 +60,7 @@ pub async fn create_tenant(storage: &Arc<Storage>, id: &str) -> TenantStore {
 }
 
 pub fn message(seq: u64, client_msg_id: &str) -> MessageRecord {
-    MessageRecord {
-        seq,
-        from: "alice".into(),
-        client_msg_id: client_msg_id.into(),
-        ts_ms: 1,
-        body_json: format!("{{\"n\":{seq}}}"),
-    }
+    MessageRecord::new(seq, "alice".into(), client_msg_id.into(), 1, format!("{{\"n\":{seq}}}"))
 }
 
 pub async fn append(store: &TenantStore, conv: &ConvId, seqs: std::ops::RangeInclusive<u64>) {
