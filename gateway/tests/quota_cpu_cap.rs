@@ -1,4 +1,4 @@
-//! A tenant capped at two millicores still gets every pipelined send acknowledged, in order,
+//! A tenant capped at five millicores still gets every pipelined send acknowledged, in order,
 //! but its work waits: the CPU throttled counter rises for it and only for it.
 
 mod common;
@@ -14,9 +14,9 @@ async fn capped_tenant_waits_and_loses_nothing() -> TestResult {
     let dir = tempfile::tempdir()?;
     let server = TestServer::start(dir.path());
 
-    // Two thousandths of a core: a 100 µs burst, then 2 ms of CPU per second.
+    // Five thousandths of a core: a 50 µs burst, then 5 ms of CPU per second.
     let capped_quotas = QuotasPatch {
-        cpu_millicores: Some(2),
+        cpu_millicores: Some(5),
         ..QuotasPatch::default()
     };
     let capped = create_tenant_with_quotas(&server, "capped", &["a", "b"], Some(capped_quotas)).await;

@@ -12,11 +12,12 @@
 
 use std::time::Duration;
 
-/// How much wall time of quota an idle tenant may save up and spend at once. With it, any one
-/// second holds at most 1.05 seconds of quota. 50 ms lets a tenant of a few hundred
-/// millicores run a large fan-out without waiting, and keeps a capped tenant's bursts short
-/// next to other tenants' latency. It may be tuned.
-pub const CPU_BURST: Duration = Duration::from_millis(50);
+/// How much wall time of quota an idle tenant may save up and spend at once: 1 ms of CPU at
+/// 100 millicores. With it, any one second holds at most 1.01 seconds of quota. The burst
+/// is what a capped tenant may run at once after a pause, so it adds to the latency of other
+/// tenants on the same threads; a tenant that needs longer runs needs a larger quota, not a
+/// larger burst. It may be tuned.
+pub const CPU_BURST: Duration = Duration::from_millis(10);
 
 /// Length of the window for the usage gauge: CPU used in the current second.
 const USAGE_WINDOW: Duration = Duration::from_secs(1);
@@ -132,11 +133,11 @@ mod tests {
 
     #[test]
     fn new_tenant_may_spend_its_burst_at_once() {
-        // 100 millicores: a burst of 5 ms of CPU.
+        // 100 millicores: a burst of 1 ms of CPU.
         let mut cpu = CpuBudget::new(100, Duration::ZERO);
-        cpu.charge(4 * MS, Duration::ZERO);
+        cpu.charge(800 * US, Duration::ZERO);
         assert_eq!(cpu.check(Duration::ZERO), Ok(()));
-        cpu.charge(1 * MS, Duration::ZERO);
+        cpu.charge(200 * US, Duration::ZERO);
         // The balance is exactly zero: one more nanosecond of CPU takes 10 ns of wall time.
         assert_eq!(cpu.check(Duration::ZERO), Err(Duration::from_nanos(10)));
     }
@@ -144,8 +145,8 @@ mod tests {
     #[test]
     fn debt_is_paid_at_the_quota_rate() {
         let mut cpu = CpuBudget::new(100, Duration::ZERO);
-        // 15 ms in one run: the 5 ms burst and 10 ms of debt, which takes 100 ms to refill.
-        cpu.charge(15 * MS, Duration::ZERO);
+        // 11 ms in one run: the 1 ms burst and 10 ms of debt, which takes 100 ms to refill.
+        cpu.charge(11 * MS, Duration::ZERO);
         assert_eq!(cpu.check(Duration::ZERO), Err(100 * MS + Duration::from_nanos(10)));
         assert!(cpu.check(100 * MS).is_err());
         assert_eq!(cpu.check(101 * MS), Ok(()));
@@ -154,9 +155,9 @@ mod tests {
     #[test]
     fn idle_time_saves_no_more_than_the_burst() {
         let mut cpu = CpuBudget::new(100, Duration::ZERO);
-        cpu.charge(5 * MS, Duration::ZERO);
-        // Ten idle seconds refill 1 s of CPU, but the bucket holds 5 ms.
-        cpu.charge(5 * MS, 10_000 * MS);
+        cpu.charge(1 * MS, Duration::ZERO);
+        // Ten idle seconds refill 1 s of CPU, but the bucket holds 1 ms.
+        cpu.charge(1 * MS, 10_000 * MS);
         assert!(cpu.check(10_000 * MS).is_err());
     }
 
@@ -175,7 +176,7 @@ mod tests {
             now += 10 * US;
         }
         assert!(used >= 1000 * MS, "used {used:?}");
-        assert!(used <= 1000 * MS + 5 * MS + 50 * US, "used {used:?}");
+        assert!(used <= 1000 * MS + 1 * MS + 50 * US, "used {used:?}");
     }
 
     #[test]
@@ -183,7 +184,7 @@ mod tests {
         // Once the burst is spent, the tenant never waits much longer than its last job's
         // debt takes to refill: no wait of a whole window.
         let mut cpu = CpuBudget::new(100, Duration::ZERO);
-        cpu.charge(5 * MS, Duration::ZERO);
+        cpu.charge(1 * MS, Duration::ZERO);
         cpu.charge(50 * US, Duration::ZERO);
         let wait = cpu.check(Duration::ZERO).unwrap_err();
         assert_eq!(wait, 500 * US + Duration::from_nanos(10));
@@ -192,7 +193,7 @@ mod tests {
     #[test]
     fn live_change_applies_at_once() {
         let mut cpu = CpuBudget::new(100, Duration::ZERO);
-        cpu.charge(15 * MS, Duration::ZERO);
+        cpu.charge(11 * MS, Duration::ZERO);
         assert!(cpu.check(1 * MS).is_err());
         // At 1000 millicores the 10 ms of debt (less the 0.1 ms earned) refills in 9.9 ms.
         cpu.set_millicores(1000, 1 * MS);

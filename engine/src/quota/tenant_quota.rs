@@ -295,8 +295,8 @@ mod tests {
         let clock = Arc::new(ManualClock::new());
         let quota = TenantQuota::new(limits(), clock.clone());
 
-        // 100 millicores: the 5 ms burst and 10 ms of debt, refilled in 100 ms.
-        quota.charge_cpu(Duration::from_millis(15));
+        // 100 millicores: the 1 ms burst and 10 ms of debt, refilled in 100 ms.
+        quota.charge_cpu(Duration::from_millis(11));
         assert_eq!(quota.check_cpu(), Err(Duration::from_millis(100) + Duration::from_nanos(10)));
         assert_eq!(quota.metrics.throttled_time(Resource::Cpu), Duration::from_millis(100) + Duration::from_nanos(10));
 
