@@ -86,7 +86,7 @@ impl AppState {
         let event = event(caller, &record, result);
         let (tenant, platform) = match record.logs {
             AuditLogs::Platform => (None, true),
-            AuditLogs::Tenant(tid) => (Some(tid), matches!(caller.principal, Principal::PlatformAdmin)),
+            AuditLogs::Tenant(tid) => (Some(tid), caller.principal.tenant().is_none()),
             AuditLogs::TenantOnly(tid) => (Some(tid), false),
         };
 
@@ -124,6 +124,7 @@ impl AppState {
 fn event<T>(caller: &Caller, record: &AuditRecord<'_>, result: &Result<T, ApiError>) -> AuditEvent {
     let (actor, role) = match &caller.principal {
         Principal::PlatformAdmin => (AuditActor::PlatformAdmin, AuditRole::Platform),
+        Principal::PlatformOperator => (AuditActor::PlatformOperator, AuditRole::Operator),
         Principal::TenantKey { key_id, role, .. } => {
             let role = match role {
                 KeyRole::Admin => AuditRole::Admin,
@@ -163,6 +164,7 @@ pub fn wire_entry(entry: &AuditEntry, sha256: &[u8; 32]) -> bulkhead_proto::Audi
             AuditActor::PlatformAdmin => Wire::PlatformAdmin,
             AuditActor::ApiKey(id) => Wire::ApiKey { id: id.clone() },
             AuditActor::User(id) => Wire::User { id: id.clone() },
+            AuditActor::PlatformOperator => Wire::PlatformOperator,
         },
         role: match entry.role {
             AuditRole::Platform => "platform",
@@ -170,6 +172,7 @@ pub fn wire_entry(entry: &AuditEntry, sha256: &[u8; 32]) -> bulkhead_proto::Audi
             AuditRole::Auditor => "auditor",
             AuditRole::Service => "service",
             AuditRole::User => "user",
+            AuditRole::Operator => "operator",
         }
         .to_owned(),
         action: entry.action.clone(),

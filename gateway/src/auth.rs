@@ -1,7 +1,9 @@
 //! Credentials and authorization.
 //!
-//! Three kinds of credential exist:
-//! - the platform admin token (operator), compared by SHA-256 in constant time;
+//! Four kinds of credential exist:
+//! - the platform admin token, compared by SHA-256 in constant time;
+//! - the optional platform operator token, compared the same way: read-only access to
+//!   tenants and their usage, never to message content;
 //! - tenant API keys `bhk_<key id>_<secret>`: the key id is visible and finds the stored
 //!   record, the 256-bit secret is checked against its stored SHA-256;
 //! - user tokens: JWTs signed with HS256 by the tenant's signing secret, with claims `tid`,
@@ -36,6 +38,8 @@ const API_KEY_PREFIX: &str = "bhk_";
 #[derive(Debug, Clone)]
 pub enum Principal {
     PlatformAdmin,
+    /// The holder of the platform operator token: reads tenants and usage, changes nothing.
+    PlatformOperator,
     TenantKey {
         tenant: TenantId,
         role: KeyRole,
@@ -46,10 +50,10 @@ pub enum Principal {
 }
 
 impl Principal {
-    /// Returns the tenant the credential belongs to; `None` for the platform admin.
+    /// Returns the tenant the credential belongs to; `None` for the platform credentials.
     pub fn tenant(&self) -> Option<&TenantId> {
         match self {
-            Principal::PlatformAdmin => None,
+            Principal::PlatformAdmin | Principal::PlatformOperator => None,
             Principal::TenantKey { tenant, .. } | Principal::User { tenant, .. } => Some(tenant),
         }
     }
@@ -59,6 +63,7 @@ impl std::fmt::Display for Principal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Principal::PlatformAdmin => f.write_str("platform admin"),
+            Principal::PlatformOperator => f.write_str("platform operator"),
             Principal::TenantKey { tenant, role, key_id } => {
                 let role = match role {
                     KeyRole::Admin => "admin",
@@ -133,6 +138,7 @@ pub fn allows(principal: &Principal, action: Action) -> bool {
     use Action::*;
     let role = match principal {
         Principal::PlatformAdmin => return true,
+        Principal::PlatformOperator => return matches!(action, ListTenants | ReadTenant | ReadUsage),
         Principal::User { .. } => return matches!(action, ReadBranding),
         Principal::TenantKey { role, .. } => *role,
     };
@@ -241,6 +247,26 @@ impl AdminToken {
     }
 }
 
+/// The platform's own credentials: the admin token and, when configured, the operator token.
+pub struct PlatformTokens {
+    pub admin: AdminToken,
+    /// `None` when no operator token is configured: then nobody has the operator role.
+    pub operator: Option<AdminToken>,
+}
+
+impl PlatformTokens {
+    /// The platform principal that `credential` is the token of, if any.
+    pub fn principal(&self, credential: &str) -> Option<Principal> {
+        if self.admin.matches(credential) {
+            Some(Principal::PlatformAdmin)
+        } else if self.operator.as_ref().is_some_and(|operator| operator.matches(credential)) {
+            Some(Principal::PlatformOperator)
+        } else {
+            None
+        }
+    }
+}
+
 pub fn admin_token_path(data_dir: &Path) -> PathBuf {
     data_dir.join("admin.token")
 }
@@ -271,12 +297,12 @@ pub fn new_api_key(tenant: &TenantId, role: KeyRole, name: Option<String>) -> Ne
 }
 
 /// Finds the principal behind a REST credential, or `unauthorized`.
-pub fn authenticate(credential: Option<&str>, admin: &AdminToken, storage: &Storage) -> Result<Principal, ApiError> {
+pub fn authenticate(credential: Option<&str>, platform: &PlatformTokens, storage: &Storage) -> Result<Principal, ApiError> {
     let Some(credential) = credential else {
         return Err(ApiError::unauthorized("missing credential; send Authorization: Bearer <token or API key>"));
     };
-    if admin.matches(credential) {
-        return Ok(Principal::PlatformAdmin);
+    if let Some(principal) = platform.principal(credential) {
+        return Ok(principal);
     }
 
     let invalid = || ApiError::unauthorized("invalid credential");

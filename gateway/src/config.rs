@@ -20,6 +20,9 @@ pub struct Config {
     /// Platform admin token. Prefer `BULKHEAD_ADMIN_TOKEN`; when neither is set, one is
     /// generated at first start and stored in `<data_dir>/admin.token` with mode 0600.
     pub admin_token: Option<String>,
+    /// Platform operator token: read-only access to tenants and their usage. Prefer
+    /// `BULKHEAD_OPERATOR_TOKEN`; when neither is set, the operator role has no credential.
+    pub operator_token: Option<String>,
     /// `text` (human-readable) or `json`.
     pub log_format: LogFormat,
     /// Clock skew allowed when checking a token's `exp`, in seconds.
@@ -76,6 +79,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".parse().expect("valid default address"),
             data_dir: PathBuf::from("./data"),
             admin_token: None,
+            operator_token: None,
             log_format: LogFormat::Text,
             jwt_leeway_secs: 30,
             max_token_ttl_secs: 7 * 24 * 3600,

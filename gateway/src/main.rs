@@ -149,5 +149,8 @@ fn build_config(args: ServeArgs) -> Result<Config, String> {
     if let Ok(token) = std::env::var("BULKHEAD_ADMIN_TOKEN") {
         config.admin_token = Some(token);
     }
+    if let Ok(token) = std::env::var("BULKHEAD_OPERATOR_TOKEN") {
+        config.operator_token = Some(token);
+    }
     Ok(config)
 }

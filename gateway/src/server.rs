@@ -7,7 +7,9 @@ use bulkhead_engine::Engine;
 use bulkhead_storage::Storage;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::{auth::AdminToken, config::Config, network::NetworkPolicies, rest, state::AppState, telemetry, ws};
+use crate::{
+    auth::{AdminToken, PlatformTokens},
+    config::Config, network::NetworkPolicies, rest, state::AppState, telemetry, ws};
 
 /// How long a stopping server waits for sessions to finish their in-flight requests and
 /// close, before it stops anyway. Sends still waiting then are not acknowledged, but every
@@ -29,6 +31,10 @@ pub async fn serve(config: Config) -> Result<(), String> {
 
     let admin = AdminToken::load_or_generate(config.admin_token.as_deref(), &config.data_dir)
         .map_err(|e| format!("failed to set up the platform admin token: {e}"))?;
+    let operator = config.operator_token.as_deref().filter(|t| !t.is_empty()).map(AdminToken::from_token);
+    if operator.is_some() {
+        tracing::info!("a platform operator token is configured");
+    }
     let engine = Engine::start(storage.clone(), config.engine.clone());
     // Starting every tenant's tree now makes its quota series visible before its first use.
     let started = engine.start_all_tenants().map_err(|e| format!("failed to start tenants: {e}"))?;
@@ -36,7 +42,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
 
     let state = web::Data::new(AppState {
         engine: engine.clone(),
-        admin,
+        platform: PlatformTokens { admin, operator },
         config: Arc::new(config.clone()),
         metrics: telemetry::install_metrics(),
         network_policies: NetworkPolicies::default(),

@@ -9,7 +9,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::{
     audit::Caller,
-    auth::{self, Action, AdminToken, Principal},
+    auth::{self, Action, PlatformTokens, Principal},
     config::Config,
     error::ApiError,
     network::{self, NetworkPolicies},
@@ -17,7 +17,7 @@ use crate::{
 
 pub struct AppState {
     pub engine: Arc<Engine>,
-    pub admin: AdminToken,
+    pub platform: PlatformTokens,
     pub config: Arc<Config>,
     pub metrics: PrometheusHandle,
     pub network_policies: NetworkPolicies,
@@ -54,8 +54,8 @@ impl AppState {
             .engine
             .tenant(&tenant_id)?
             .ok_or_else(|| ApiError::not_found(format!("tenant {tenant_id}")))?;
-        // The platform admin may still manage a suspended tenant; its own keys and users may not.
-        if !matches!(principal, Principal::PlatformAdmin) {
+        // The platform may still read and manage a suspended tenant; its own keys and users may not.
+        if principal.tenant().is_some() {
             tenant.ensure_active()?;
         }
         Ok(TenantContext { principal, tenant })
@@ -66,10 +66,10 @@ impl AppState {
     pub fn caller(&self, req: &HttpRequest) -> Result<Caller, ApiError> {
         let credential = auth::bearer(req, false);
         let principal = match credential.as_deref() {
-            Some(token) if auth::is_user_token(token) && !self.admin.matches(token) => {
+            Some(token) if auth::is_user_token(token) && self.platform.principal(token).is_none() => {
                 auth::authenticate_user_token(token, self.engine.storage(), self.config.jwt_leeway_secs)?
             }
-            credential => auth::authenticate(credential, &self.admin, self.engine.storage())?,
+            credential => auth::authenticate(credential, &self.platform, self.engine.storage())?,
         };
         let source = self.client_address(req);
         if let Some(tenant) = principal.tenant() {

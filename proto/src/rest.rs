@@ -236,6 +236,7 @@ pub struct NetworkPolicy {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AuditActor {
     PlatformAdmin,
+    PlatformOperator,
     ApiKey { id: String },
     User { id: String },
 }
@@ -247,7 +248,7 @@ pub struct AuditEntry {
     /// Milliseconds since the Unix epoch.
     pub ts: u64,
     pub actor: AuditActor,
-    /// `platform`, `admin`, `auditor`, `service` or `user`.
+    /// `platform`, `operator`, `admin`, `auditor`, `service` or `user`.
     pub role: String,
     /// Such as `user.delete`; the list is in docs/SECURITY.md.
     pub action: String,

@@ -34,6 +34,8 @@ pub enum AuditActor {
     ApiKey(String),
     /// A user of the tenant, by user id.
     User(String),
+    // New variants go last: postcard stores the variant's index.
+    PlatformOperator,
 }
 
 /// The role the actor acted in.
@@ -44,6 +46,8 @@ pub enum AuditRole {
     Auditor,
     Service,
     User,
+    // New variants go last: postcard stores the variant's index.
+    Operator,
 }
 
 /// Whether the action took effect.
