@@ -42,7 +42,7 @@ async fn operator_reads_tenants_and_usage_only() -> TestResult {
     let delete = operator.delete_tenant("acme").await.unwrap_err();
     assert_eq!(delete.http_status(), Some(403), "{delete}");
 
-    // Nothing changed: the tenant is still there, active, with its name.
+    // Nothing changed: the tenant is still there with its name and quotas.
     let tenant = admin(&server).get_tenant("acme").await?;
     assert_eq!(tenant.name, "Tenant acme");
     assert_eq!(tenant.quotas.cpu_millicores, 1000);
