@@ -6,7 +6,7 @@
 mod common;
 
 use bulkhead_client::{
-    proto::{ConversationKind::Group, QuotasPatch},
+    proto::{ConversationKind::Group, PatchTenantRequest, QuotasPatch},
     ErrorCode,
 };
 use common::*;
@@ -16,6 +16,8 @@ use serde_json::json;
 const FLOOD_MESSAGES: usize = 400;
 const FLOOD_BODY_BYTES: usize = 1000;
 const QUIET_MESSAGES: u64 = 30;
+/// Three times the noisy tenant's ingress burst of 100 KB.
+const SECOND_FLOOD_MESSAGES: usize = 300;
 
 #[tokio::test]
 async fn noisy_tenant_does_not_hurt_quiet_one() -> TestResult {
@@ -83,6 +85,24 @@ async fn noisy_tenant_does_not_hurt_quiet_one() -> TestResult {
     assert_eq!(stored, (1..=stored.len() as u64).collect::<Vec<_>>());
     acked.sort_unstable();
     assert_eq!(acked, stored, "exactly the acknowledged messages are stored");
+
+    // With room in memory, a second flood of three times the ingress burst can only be read
+    // at the ingress rate, so reading must pause; nothing of it is rejected.
+    let patch = PatchTenantRequest {
+        quotas: Some(QuotasPatch {
+            memory_bytes: Some(64 << 20),
+            ..QuotasPatch::default()
+        }),
+        ..PatchTenantRequest::default()
+    };
+    admin(&server).patch_tenant("noisy", &patch).await?;
+    let mut second_flood = Vec::new();
+    for n in 0..SECOND_FLOOD_MESSAGES {
+        second_flood.push(flooders[0].send_nowait("flood", &format!("g{n}"), json!({ "p": padding }))?);
+    }
+    for pending in second_flood {
+        pending.await?;
+    }
 
     let text = admin(&server).metrics_text().await?;
     let noisy_throttled = metric(&text, "bulkhead_tenant_throttled_seconds_total", "tenant=\"noisy\",resource=\"ingress_bandwidth\"");
