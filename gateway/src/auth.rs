@@ -207,14 +207,14 @@ pub fn bearer(req: &HttpRequest, allow_query: bool) -> Option<String> {
 
 // ---- platform admin token ----
 
-/// The platform admin token, kept only as its SHA-256.
-pub struct AdminToken {
+/// A platform token (admin or operator), kept only as its SHA-256.
+pub struct PlatformToken {
     sha256: [u8; 32],
 }
 
-impl AdminToken {
+impl PlatformToken {
     pub fn from_token(token: &str) -> Self {
-        AdminToken { sha256: sha256(token.as_bytes()) }
+        PlatformToken { sha256: sha256(token.as_bytes()) }
     }
 
     pub fn matches(&self, credential: &str) -> bool {
@@ -225,13 +225,13 @@ impl AdminToken {
     /// 0600 on first start. Logs the file's path, never the token.
     pub fn load_or_generate(configured: Option<&str>, data_dir: &Path) -> std::io::Result<Self> {
         if let Some(token) = configured.filter(|t| !t.is_empty()) {
-            return Ok(AdminToken::from_token(token));
+            return Ok(PlatformToken::from_token(token));
         }
         let path = admin_token_path(data_dir);
         if path.exists() {
             let token = fs::read_to_string(&path)?;
             tracing::info!(path = %path.display(), "using the platform admin token stored in the data directory");
-            return Ok(AdminToken::from_token(token.trim()));
+            return Ok(PlatformToken::from_token(token.trim()));
         }
 
         let token = format!("bha_{}", random_hex(32));
@@ -243,19 +243,19 @@ impl AdminToken {
         file.write_all(token.as_bytes())?;
         file.sync_all()?;
         tracing::warn!(path = %path.display(), "generated a platform admin token; read it from this file");
-        Ok(AdminToken::from_token(&token))
+        Ok(PlatformToken::from_token(&token))
     }
 }
 
 /// The platform's own credentials: the admin token and, when configured, the operator token.
 pub struct PlatformTokens {
-    pub admin: AdminToken,
-    /// `None` when no operator token is configured: then nobody has the operator role.
-    pub operator: Option<AdminToken>,
+    pub admin: PlatformToken,
+    /// `None` when no operator token is configured, so no credential has the operator role.
+    pub operator: Option<PlatformToken>,
 }
 
 impl PlatformTokens {
-    /// The platform principal that `credential` is the token of, if any.
+    /// Returns the platform principal whose token `credential` is, or `None`.
     pub fn principal(&self, credential: &str) -> Option<Principal> {
         if self.admin.matches(credential) {
             Some(Principal::PlatformAdmin)
@@ -511,13 +511,13 @@ mod tests {
     #[test]
     fn admin_token_file_is_private() {
         let dir = tempfile::tempdir().unwrap();
-        let first = AdminToken::load_or_generate(None, dir.path()).unwrap();
+        let first = PlatformToken::load_or_generate(None, dir.path()).unwrap();
         let path = admin_token_path(dir.path());
         let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&path).unwrap().permissions());
         assert_eq!(mode & 0o777, 0o600);
         let token = fs::read_to_string(&path).unwrap();
         assert!(first.matches(&token));
-        let second = AdminToken::load_or_generate(None, dir.path()).unwrap();
+        let second = PlatformToken::load_or_generate(None, dir.path()).unwrap();
         assert!(second.matches(&token));
     }
 }

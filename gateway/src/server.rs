@@ -8,7 +8,7 @@ use bulkhead_storage::Storage;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
-    auth::{AdminToken, PlatformTokens},
+    auth::{PlatformToken, PlatformTokens},
     config::Config, network::NetworkPolicies, rest, state::AppState, telemetry, ws};
 
 /// How long a stopping server waits for sessions to finish their in-flight requests and
@@ -29,9 +29,9 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let storage = Storage::open(&db_path, &config.storage).map_err(|e| e.to_string())?;
     tracing::info!(path = %db_path.display(), durability = %config.storage.durability, "database opened");
 
-    let admin = AdminToken::load_or_generate(config.admin_token.as_deref(), &config.data_dir)
+    let admin = PlatformToken::load_or_generate(config.admin_token.as_deref(), &config.data_dir)
         .map_err(|e| format!("failed to set up the platform admin token: {e}"))?;
-    let operator = config.operator_token.as_deref().filter(|t| !t.is_empty()).map(AdminToken::from_token);
+    let operator = config.operator_token.as_deref().filter(|t| !t.is_empty()).map(PlatformToken::from_token);
     if operator.is_some() {
         tracing::info!("a platform operator token is configured");
     }

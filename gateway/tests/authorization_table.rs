@@ -1,8 +1,9 @@
-//! Every REST route against every kind of credential, with the expected outcome of each cell:
-//! the platform admin and operator tokens, the tenant's admin, auditor and service keys, a
-//! user token of the tenant, another tenant's admin key and user token, and no credential.
+//! Every REST route against every kind of credential, with the expected outcome of each cell.
+//! The credentials are the platform admin and operator tokens, the tenant's admin, auditor and
+//! service keys, a user token of the tenant, another tenant's admin key and user token, and
+//! none at all.
 //!
-//! A refused cell must answer with an error object and nothing else, so no cell leaks data.
+//! A rejected cell must return an error object and nothing else, so no cell leaks data.
 //! Routes that need a confirmation header are called without it: an authorized caller gets
 //! 428, which shows that authorization passed while nothing is deleted.
 
@@ -15,9 +16,9 @@ use bulkhead_client::{
 use common::*;
 use serde_json::Value;
 
-/// The credentials of the table's columns.
+/// The caller of a table column, by the credential it sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Who {
+enum Caller {
     Platform,
     Operator,
     Admin,
@@ -29,16 +30,16 @@ enum Who {
     Nobody,
 }
 
-const EVERYONE: [Who; 9] = [
-    Who::Platform,
-    Who::Operator,
-    Who::Admin,
-    Who::Auditor,
-    Who::Service,
-    Who::User,
-    Who::ForeignKey,
-    Who::ForeignUser,
-    Who::Nobody,
+const EVERYONE: [Caller; 9] = [
+    Caller::Platform,
+    Caller::Operator,
+    Caller::Admin,
+    Caller::Auditor,
+    Caller::Service,
+    Caller::User,
+    Caller::ForeignKey,
+    Caller::ForeignUser,
+    Caller::Nobody,
 ];
 
 /// What a cell expects.
@@ -59,21 +60,21 @@ struct Route {
     path: &'static str,
     body: Option<&'static str>,
     /// The columns allowed on this route, besides the platform admin.
-    allowed: &'static [Who],
+    allowed: &'static [Caller],
     /// Whether an allowed call needs a confirmation header.
     confirm: bool,
     /// Whether the route is a platform route (no tenant in the path).
     platform: bool,
 }
 
-const OPERATOR_READS: &[Who] = &[Who::Operator, Who::Admin, Who::Auditor];
-const ADMIN: &[Who] = &[Who::Admin];
-const ADMIN_AUDITOR: &[Who] = &[Who::Admin, Who::Auditor];
-const ADMIN_SERVICE: &[Who] = &[Who::Admin, Who::Service];
-const BRANDING_READERS: &[Who] = &[Who::Admin, Who::Auditor, Who::Service, Who::User];
-const NOBODY_ELSE: &[Who] = &[];
+const OPERATOR_READS: &[Caller] = &[Caller::Operator, Caller::Admin, Caller::Auditor];
+const ADMIN: &[Caller] = &[Caller::Admin];
+const ADMIN_AUDITOR: &[Caller] = &[Caller::Admin, Caller::Auditor];
+const ADMIN_SERVICE: &[Caller] = &[Caller::Admin, Caller::Service];
+const BRANDING_READERS: &[Caller] = &[Caller::Admin, Caller::Auditor, Caller::Service, Caller::User];
+const NOBODY_ELSE: &[Caller] = &[];
 
-fn route(method: Method, path: &'static str, body: Option<&'static str>, allowed: &'static [Who]) -> Route {
+fn route(method: Method, path: &'static str, body: Option<&'static str>, allowed: &'static [Caller]) -> Route {
     Route {
         method,
         path,
@@ -93,7 +94,7 @@ fn routes() -> Vec<Route> {
     use Method as M;
     vec![
         route(M::POST, "/v1/tenants", Some(r#"{"id":"new{n}","name":"New"}"#), NOBODY_ELSE),
-        route(M::GET, "/v1/tenants", None, &[Who::Operator]),
+        route(M::GET, "/v1/tenants", None, &[Caller::Operator]),
         route(M::GET, "/v1/audit", None, NOBODY_ELSE),
         route(M::GET, "/v1/tenants/acme", None, OPERATOR_READS),
         route(M::PATCH, "/v1/tenants/acme", Some(r#"{"name":"Acme"}"#), NOBODY_ELSE),
@@ -135,12 +136,12 @@ fn routes() -> Vec<Route> {
     ]
 }
 
-fn expected(route: &Route, who: Who) -> Outcome {
-    let allowed = who == Who::Platform || route.allowed.contains(&who);
-    match who {
-        Who::Nobody => Outcome::Unauthorized,
+fn expected(route: &Route, caller: Caller) -> Outcome {
+    let allowed = caller == Caller::Platform || route.allowed.contains(&caller);
+    match caller {
+        Caller::Nobody => Outcome::Unauthorized,
         // Another tenant's credential on acme's paths: as if acme did not exist.
-        Who::ForeignKey | Who::ForeignUser if !route.platform => Outcome::NotFound,
+        Caller::ForeignKey | Caller::ForeignUser if !route.platform => Outcome::NotFound,
         _ if !allowed => Outcome::Forbidden,
         _ if route.confirm => Outcome::Confirm,
         _ => Outcome::Done,
@@ -190,40 +191,40 @@ async fn every_route_against_every_credential() -> TestResult {
     let user_token = acme.rest.mint_token("acme", &mint("alice")).await?.token;
     let foreign_user_token = other.rest.mint_token("other", &mint("eve")).await?.token;
 
-    let credential = |who: Who| -> String {
-        match who {
-            Who::Platform => ADMIN_TOKEN.into(),
-            Who::Operator => OPERATOR_TOKEN.into(),
-            Who::Admin => acme.rest.credential().into(),
-            Who::Auditor => auditor.clone(),
-            Who::Service => service.clone(),
-            Who::User => user_token.clone(),
-            Who::ForeignKey => other.rest.credential().into(),
-            Who::ForeignUser => foreign_user_token.clone(),
-            Who::Nobody => String::new(),
+    let credential = |caller: Caller| -> String {
+        match caller {
+            Caller::Platform => ADMIN_TOKEN.into(),
+            Caller::Operator => OPERATOR_TOKEN.into(),
+            Caller::Admin => acme.rest.credential().into(),
+            Caller::Auditor => auditor.clone(),
+            Caller::Service => service.clone(),
+            Caller::User => user_token.clone(),
+            Caller::ForeignKey => other.rest.credential().into(),
+            Caller::ForeignUser => foreign_user_token.clone(),
+            Caller::Nobody => String::new(),
         }
     };
 
     let mut mismatches = Vec::new();
     for route in routes() {
-        for (n, who) in EVERYONE.into_iter().enumerate() {
+        for (n, caller) in EVERYONE.into_iter().enumerate() {
             let path = route
                 .path
                 .replace("{n}", &n.to_string())
                 .replace("{victim_key}", &victim_keys[n]);
             let body: Option<Value> = route.body.map(|b| serde_json::from_str(&b.replace("{n}", &n.to_string()))).transpose()?;
-            let client = RestClient::new(server.http_url(), credential(who));
+            let client = RestClient::new(server.http_url(), credential(caller));
             let (status, response) = client.request(route.method.clone(), &path, body.as_ref(), &[]).await?;
 
-            let want = expected(&route, who);
+            let want = expected(&route, caller);
             if outcome(status) != Some(want) {
-                mismatches.push(format!("{} {path} as {who:?}: expected {want:?}, got {status} {response}", route.method));
+                mismatches.push(format!("{} {path} as {caller:?}: expected {want:?}, got {status} {response}", route.method));
             }
-            // A refused call carries an error and nothing else.
+            // A rejected call returns an error and nothing else.
             if want != Outcome::Done {
                 let only_error = response.as_object().is_some_and(|o| o.len() == 1 && o.contains_key("error"));
                 if !only_error {
-                    mismatches.push(format!("{} {path} as {who:?}: refusal carries more than an error: {response}", route.method));
+                    mismatches.push(format!("{} {path} as {caller:?}: rejection carries more than an error: {response}", route.method));
                 }
             }
         }
@@ -232,8 +233,8 @@ async fn every_route_against_every_credential() -> TestResult {
     Ok(())
 }
 
-/// The WebSocket upgrade takes only user tokens; inside a session, every op on a
-/// conversation that exists only in another tenant is `not_found`, never that tenant's data.
+/// The WebSocket upgrade accepts only user tokens. Inside a session, every op on a
+/// conversation that exists only in another tenant returns `not_found`, never its data.
 #[tokio::test]
 async fn websocket_ops_against_credentials_and_foreign_ids() -> TestResult {
     let dir = tempfile::tempdir()?;
@@ -246,8 +247,8 @@ async fn websocket_ops_against_credentials_and_foreign_ids() -> TestResult {
 
     // Keys and the platform token are not user tokens: 401 before the upgrade.
     for credential in [ADMIN_TOKEN, acme.rest.credential(), other.rest.credential()] {
-        let refused = bulkhead_client::WsClient::connect(&server.ws_url(), credential).await.unwrap_err();
-        assert_eq!(refused.http_status(), Some(401), "{refused}");
+        let rejection = bulkhead_client::WsClient::connect(&server.ws_url(), credential).await.unwrap_err();
+        assert_eq!(rejection.http_status(), Some(401), "{rejection}");
     }
 
     let alice = connect(&server, &acme, "alice").await;

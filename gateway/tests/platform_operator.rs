@@ -1,6 +1,6 @@
-//! The platform operator token reads tenants and their usage and nothing else: every change,
-//! every tenant's users, messages, keys and audit log, and the platform audit log answer 403.
-//! Without a configured operator token, the same token is just an invalid credential.
+//! The platform operator token reads tenants and their usage and nothing else. Every change,
+//! every tenant's users, messages, keys and audit log, and the platform audit log return 403.
+//! Without a configured operator token, the same token is an invalid credential (401).
 
 mod common;
 
@@ -22,7 +22,7 @@ async fn operator_reads_tenants_and_usage_only() -> TestResult {
     let (status, usage) = operator.request(Method::GET, "/v1/tenants/acme/usage", None, &[]).await?;
     assert_eq!(status, 200, "{usage}");
 
-    let refused = [
+    let forbidden_routes = [
         (Method::POST, "/v1/tenants", Some(r#"{"id":"other","name":"Other"}"#)),
         (Method::PATCH, "/v1/tenants/acme", Some(r#"{"name":"Renamed"}"#)),
         (Method::POST, "/v1/tenants/acme/suspend", None),
@@ -34,7 +34,7 @@ async fn operator_reads_tenants_and_usage_only() -> TestResult {
         (Method::GET, "/v1/tenants/acme/network-policy", None),
         (Method::GET, "/v1/audit", None),
     ];
-    for (method, path, body) in refused {
+    for (method, path, body) in forbidden_routes {
         let body = body.map(serde_json::from_str).transpose()?;
         let (status, response) = operator.request(method.clone(), path, body.as_ref(), &[]).await?;
         assert_eq!(status, 403, "{method} {path}: {response}");

@@ -87,7 +87,7 @@ async fn noisy_tenant_does_not_hurt_quiet_one() -> TestResult {
     assert_eq!(acked, stored, "exactly the acknowledged messages are stored");
 
     // With room in memory, a second flood of three times the ingress burst can only be read
-    // at the ingress rate, so reading must pause; nothing of it is rejected.
+    // at the ingress rate, so reading must pause. None of it is rejected.
     let patch = PatchTenantRequest {
         quotas: Some(QuotasPatch {
             memory_bytes: Some(64 << 20),

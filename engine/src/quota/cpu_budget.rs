@@ -3,8 +3,8 @@
 //!
 //! The balance fills at the quota's rate (100 millicores add 100 µs of CPU per millisecond of
 //! wall time) up to a small burst, and every measured handler run is subtracted from it. A run
-//! may take the balance below zero; that debt is paid at the quota's rate before the tenant
-//! runs again, so one long run cannot get free CPU.
+//! may take the balance below zero. The tenant runs again only once that debt is paid at the
+//! quota's rate, so one long run cannot get free CPU.
 //!
 //! A bucket rather than fixed one-second windows: a saturated tenant is released in slices of
 //! a few microseconds spread evenly over time, instead of spending a whole second's budget at
@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 /// How much wall time of quota an idle tenant may save up and spend at once: 1 ms of CPU at
-/// 100 millicores. With it, any one second holds at most 1.01 seconds of quota. The burst
+/// 100 millicores. With it, any one second contains at most 1.01 seconds of quota. The burst
 /// is what a capped tenant may run at once after a pause, so it adds to the latency of other
 /// tenants on the same threads; a tenant that needs longer runs needs a larger quota, not a
 /// larger burst. It may be tuned.
@@ -156,7 +156,7 @@ mod tests {
     fn idle_time_saves_no_more_than_the_burst() {
         let mut cpu = CpuBudget::new(100, Duration::ZERO);
         cpu.charge(1 * MS, Duration::ZERO);
-        // Ten idle seconds refill 1 s of CPU, but the bucket holds 1 ms.
+        // Ten idle seconds refill 1 s of CPU, but the bucket keeps at most 1 ms.
         cpu.charge(1 * MS, 10_000 * MS);
         assert!(cpu.check(10_000 * MS).is_err());
     }
@@ -181,8 +181,8 @@ mod tests {
 
     #[test]
     fn throttled_tenant_runs_in_short_slices() {
-        // Once the burst is spent, the tenant never waits much longer than its last job's
-        // debt takes to refill: no wait of a whole window.
+        // Once the burst is spent, the wait is the time the last job's debt takes to refill
+        // at the quota's rate, not a whole window.
         let mut cpu = CpuBudget::new(100, Duration::ZERO);
         cpu.charge(1 * MS, Duration::ZERO);
         cpu.charge(50 * US, Duration::ZERO);

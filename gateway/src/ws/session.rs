@@ -31,9 +31,9 @@ use crate::error::ApiError;
 /// raised by `PATCH` takes effect within this time.
 const MAX_THROTTLE_PAUSE: Duration = Duration::from_millis(250);
 
-/// Frames a session reads or writes before it lets the other tasks of its worker thread run.
-/// Small enough that a quiet session waits at most a few tens of microseconds behind a busy
-/// one; it may be tuned with the noisy-neighbour benchmark.
+/// Number of frames a session reads or writes before it lets the other tasks of its worker
+/// thread run. At roughly 10 µs a frame (an estimate), a quiet session waits well under a
+/// millisecond behind a busy one. It may be tuned with the noisy-neighbour benchmark.
 const ITEMS_PER_YIELD: u32 = 8;
 
 /// How long a closing session waits to queue its close frame when the client is not reading.

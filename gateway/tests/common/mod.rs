@@ -148,7 +148,7 @@ pub fn seqs(items: &[MessageItem]) -> Vec<u64> {
     items.iter().map(|m| m.seq).collect()
 }
 
-/// The value of one series in a Prometheus text exposition, such as
+/// Returns the value of one series in a Prometheus text exposition, such as
 /// `metric(text, "bulkhead_tenant_connections", r#"tenant="acme""#)`.
 pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
     let prefix = format!("{name}{{{labels}}} ");

@@ -30,7 +30,7 @@ const DRAIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// also waits until no event has arrived for this long.
 const QUIET_PERIOD: Duration = Duration::from_millis(500);
 
-/// Frames a sender lets wait unwritten in its client before it holds further sends back.
+/// Number of unwritten frames in a sender's client at which it stops queueing further sends.
 /// Enough to keep the socket busy between two checks; small next to a flood's rate.
 const MAX_UNWRITTEN_FRAMES: usize = 256;
 
