@@ -5,8 +5,8 @@ use std::time::Duration;
 use bulkhead_proto::{
     AddMemberRequest, ApiKey, AuditPage, Branding, Conversation, CreateApiKeyRequest, CreateConversationRequest,
     CreateTenantRequest, CreateUserRequest, CreatedApiKey, CreatedTenant, List, MessagePage,
-    MintTokenRequest, MintedToken, NetworkPolicy, PatchTenantRequest, PostMessageRequest, RestError, SendAck,
-    Tenant, User,
+    MigrateTenantRequest, MintTokenRequest, MintedToken, NetworkPolicy, PatchTenantRequest, PostMessageRequest,
+    RestError, SendAck, Tenant, TenantMigration, Tier, User,
 };
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
@@ -138,6 +138,13 @@ impl RestClient {
     pub async fn resume_tenant(&self, tenant: &str) -> Result<Tenant, ClientError> {
         let route = Route::new(&["v1", "tenants", tenant, "resume"]);
         self.call(Method::POST, route, None::<&()>, &[]).await
+    }
+
+    /// Moves a tenant to another isolation tier while the server runs (platform admin).
+    pub async fn migrate_tenant(&self, tenant: &str, tier: Tier) -> Result<TenantMigration, ClientError> {
+        let route = Route::new(&["v1", "tenants", tenant, "migrate"]);
+        self.call(Method::POST, route, Some(&MigrateTenantRequest { tier }), &[])
+            .await
     }
 
     pub async fn network_policy(&self, tenant: &str) -> Result<NetworkPolicy, ClientError> {

@@ -9,7 +9,7 @@ use std::{
 };
 
 use actix_rt::{Arbiter, ArbiterHandle};
-use bulkhead_storage::{ApiKeyRecord, Storage, StorageError, TenantId, TenantRecord};
+use bulkhead_storage::{ApiKeyRecord, MigrationReport, Storage, StorageError, TenantId, TenantRecord, Tier};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
@@ -139,11 +139,27 @@ impl Engine {
 
     /// Stores the new record and applies it to the live tenant (quotas, status, features).
     pub async fn update_tenant(&self, record: TenantRecord) -> Result<()> {
-        self.storage.update_tenant(&record).await?;
-        if let Some(handle) = self.tenant(&record.id)? {
-            handle.set_record(record);
+        let stored = self.storage.update_tenant(&record).await?;
+        if let Some(handle) = self.tenant(&stored.id)? {
+            handle.set_record(stored);
         }
         Ok(())
+    }
+
+    /// Moves the tenant's data to another tier while it keeps running; its writes wait during
+    /// the copy (see `Storage::migrate_tenant`).
+    pub async fn migrate_tenant(&self, id: &TenantId, to: Tier) -> Result<MigrationReport> {
+        let report = self.storage.migrate_tenant(id, to).await.map_err(|err| match err {
+            StorageError::TenantNotFound(id) => EngineError::NotFound(format!("tenant {id}")),
+            StorageError::AlreadyOnTier(id) => EngineError::Conflict(format!("tenant {id} is already on that tier")),
+            other => other.into(),
+        })?;
+        if let Some(handle) = self.tenant(id)? {
+            let mut record = handle.record();
+            record.tier = report.to;
+            handle.set_record(record);
+        }
+        Ok(report)
     }
 
     /// Closes the tenant's sessions, stops its actors and deletes its data.

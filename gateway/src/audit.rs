@@ -33,6 +33,7 @@ pub enum AuditAction {
     RevokeKey,
     DeleteUser,
     SetNetworkPolicy,
+    MigrateTenant,
 }
 
 impl AuditAction {
@@ -47,6 +48,7 @@ impl AuditAction {
             AuditAction::RevokeKey => "key.revoke",
             AuditAction::DeleteUser => "user.delete",
             AuditAction::SetNetworkPolicy => "network_policy.update",
+            AuditAction::MigrateTenant => "tenant.migrate",
         }
     }
 }

@@ -101,6 +101,7 @@ pub enum Action {
     ManageNetworkPolicy,
     ReadBranding,
     UpdateBranding,
+    MigrateTenant,
 }
 
 impl Action {
@@ -128,6 +129,7 @@ impl Action {
             Action::ManageNetworkPolicy => "change the network policy (needs an admin key)",
             Action::ReadBranding => "read the branding",
             Action::UpdateBranding => "change the branding (needs an admin key)",
+            Action::MigrateTenant => "move the tenant to another tier (needs the platform admin token)",
         }
     }
 }
@@ -145,7 +147,13 @@ pub fn allows(principal: &Principal, action: Action) -> bool {
     match role {
         KeyRole::Admin => !matches!(
             action,
-            CreateTenant | ListTenants | UpdateTenant | DeleteTenant | SuspendTenant | ReadPlatformAudit
+            CreateTenant
+                | ListTenants
+                | UpdateTenant
+                | DeleteTenant
+                | SuspendTenant
+                | MigrateTenant
+                | ReadPlatformAudit
         ),
         KeyRole::Auditor => matches!(action, ReadTenant | ReadUsage | ReadBranding | ReadAudit | ReadNetworkPolicy),
         KeyRole::Service => matches!(

@@ -109,9 +109,7 @@ fn verify_audit(args: &VerifyArgs) -> ExitCode {
         Some(tenant) => format!("audit log of tenant {tenant}"),
         None => "platform audit log".to_owned(),
     };
-    let db_path = args.data_dir.join("db");
-
-    match audit::verify_offline(&db_path, tenant.as_ref()) {
+    match audit::verify_offline(&args.data_dir, tenant.as_ref()) {
         Ok(ChainStatus::Intact { entries, head }) => {
             let head = head.map(|h| hex::encode(h.sha256)).unwrap_or_else(|| "none".into());
             println!("ok: {log}, {entries} entries, head sha256 {head}");
@@ -122,7 +120,7 @@ fn verify_audit(args: &VerifyArgs) -> ExitCode {
             ExitCode::FAILURE
         }
         Err(err) => {
-            eprintln!("error: failed to verify the {log} in {}: {err}", db_path.display());
+            eprintln!("error: failed to verify the {log} in {}: {err}", args.data_dir.display());
             ExitCode::from(2)
         }
     }

@@ -25,9 +25,8 @@ pub async fn serve(config: Config) -> Result<(), String> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("failed to create data directory {}: {e}", config.data_dir.display()))?;
 
-    let db_path = config.data_dir.join("db");
-    let storage = Storage::open(&db_path, &config.storage).map_err(|e| e.to_string())?;
-    tracing::info!(path = %db_path.display(), durability = %config.storage.durability, "database opened");
+    let storage = Storage::open(&config.data_dir, &config.storage).map_err(|e| e.to_string())?;
+    tracing::info!(data_dir = %config.data_dir.display(), durability = %config.storage.durability, "storage opened");
 
     let admin = PlatformToken::load_or_generate(config.admin_token.as_deref(), &config.data_dir)
         .map_err(|e| format!("failed to set up the platform admin token: {e}"))?;

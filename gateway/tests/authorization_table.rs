@@ -132,6 +132,9 @@ fn routes() -> Vec<Route> {
         // Suspend, then resume at once, so that the other rows run on an active tenant.
         route(M::POST, "/v1/tenants/acme/suspend", None, NOBODY_ELSE),
         route(M::POST, "/v1/tenants/acme/resume", None, NOBODY_ELSE),
+        // Move to the shared tier and back, so that the other rows run on the cf tier.
+        route(M::POST, "/v1/tenants/acme/migrate", Some(r#"{"tier":"shared"}"#), NOBODY_ELSE),
+        route(M::POST, "/v1/tenants/acme/migrate", Some(r#"{"tier":"cf"}"#), NOBODY_ELSE),
         confirmed(route(M::DELETE, "/v1/tenants/acme", None, NOBODY_ELSE)),
     ]
 }

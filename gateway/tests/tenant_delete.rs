@@ -63,7 +63,7 @@ async fn delete_drops_tenant_data() -> TestResult {
     let mut server = server;
     admin.delete_tenant("acme").await?;
     assert!(server.terminate().success());
-    let storage = Storage::open(&dir.path().join("db"), &StorageOptions::default())?;
+    let storage = Storage::open(dir.path(), &StorageOptions::default())?;
     assert!(!storage.has_column_family("acme"), "acme's column family was dropped");
     assert!(storage.has_column_family("globex"));
     Ok(())

@@ -79,6 +79,25 @@ pub struct PatchTenantRequest {
     pub status: Option<TenantStatus>,
 }
 
+/// `POST /v1/tenants/{tid}/migrate`: the tier to move the tenant to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateTenantRequest {
+    pub tier: Tier,
+}
+
+/// The result of a migration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TenantMigration {
+    pub tenant: Tenant,
+    pub from: Tier,
+    pub to: Tier,
+    /// RocksDB keys copied: records, indexes, read markers and audit entries.
+    pub keys_copied: u64,
+    /// How long the tenant's writes waited: from the start of the copy to the switch.
+    pub writes_paused_ms: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Tenant {
     pub id: String,

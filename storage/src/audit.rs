@@ -12,15 +12,13 @@
 
 use std::{path::Path, sync::Arc};
 
-use rocksdb::{Direction, IteratorMode, Options, ReadOptions};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::{
     codec,
-    committer::{Committer, Db, Op},
-    keys::{self, prefix_end},
-    Result, StorageError, TenantId,
+    placement::{KeySpace, Placement, Write},
+    Result, TenantId,
 };
 
 /// The `prev_sha256` of the first entry of every log.
@@ -150,9 +148,7 @@ impl AuditKeys {
 /// One audit log: where it lives and the lock that orders its appends.
 #[derive(Clone)]
 pub(crate) struct AuditLog {
-    db: Arc<Db>,
-    committer: Committer,
-    cf: Arc<str>,
+    placement: Arc<Placement>,
     keys: AuditKeys,
     /// Held from reading the head until the new entry is durable, so two appends cannot link
     /// to the same predecessor. Every handle on the same log shares it.
@@ -160,17 +156,9 @@ pub(crate) struct AuditLog {
 }
 
 impl AuditLog {
-    pub(crate) fn new(
-        db: Arc<Db>,
-        committer: Committer,
-        cf: Arc<str>,
-        keys: AuditKeys,
-        append_lock: Arc<tokio::sync::Mutex<()>>,
-    ) -> Self {
+    pub(crate) fn new(placement: Arc<Placement>, keys: AuditKeys, append_lock: Arc<tokio::sync::Mutex<()>>) -> Self {
         AuditLog {
-            db,
-            committer,
-            cf,
+            placement,
             keys,
             append_lock,
         }
@@ -200,24 +188,16 @@ impl AuditLog {
             ts_ms: entry.ts_ms,
             sha256: sha256(&bytes),
         };
-        let ops = vec![
-            Op::Put {
-                cf: self.cf.clone(),
-                key: self.keys.entry(entry.seq),
-                value: bytes,
-            },
-            Op::Put {
-                cf: self.cf.clone(),
-                key: self.keys.head.clone(),
-                value: codec::encode(&new_head),
-            },
+        let writes = vec![
+            Write::Put(self.keys.entry(entry.seq), bytes),
+            Write::Put(self.keys.head.clone(), codec::encode(&new_head)),
         ];
-        self.committer.commit(ops).await?;
+        self.placement.commit(writes).await?;
         Ok(entry)
     }
 
     pub(crate) fn head(&self) -> Result<Option<AuditHead>> {
-        read_head(&self.db, &self.cf, &self.keys)
+        read_head(&*self.placement.space()?, &self.keys)
     }
 
     /// Reads the entries after `query.after_seq` that match the filters, in seq order.
@@ -228,31 +208,31 @@ impl AuditLog {
             items: Vec::new(),
             more: false,
         };
-        for item in scan(&self.db, &self.cf, &self.keys, query.after_seq.saturating_add(1))? {
-            let (_, bytes) = item?;
-            let entry: AuditEntry = codec::decode("audit entry", &bytes)?;
+        let space = self.placement.space()?;
+        scan(&space, &self.keys, query.after_seq.saturating_add(1), |_, bytes| {
+            let entry: AuditEntry = codec::decode("audit entry", bytes)?;
             // Times never decrease along the log, so nothing after this entry matches either.
             if query.until_ms.is_some_and(|until| entry.ts_ms > until) {
-                break;
+                return Ok(false);
             }
             if query.since_ms.is_some_and(|since| entry.ts_ms < since) {
-                continue;
+                return Ok(true);
             }
             if query.action.as_ref().is_some_and(|action| *action != entry.action) {
-                continue;
+                return Ok(true);
             }
             if page.items.len() == query.limit {
                 page.more = true;
-                break;
+                return Ok(false);
             }
-            let hash = sha256(&bytes);
-            page.items.push((entry, hash));
-        }
+            page.items.push((entry, sha256(bytes)));
+            Ok(true)
+        })?;
         Ok(page)
     }
 
     pub(crate) fn verify(&self) -> Result<ChainStatus> {
-        verify_chain(&self.db, &self.cf, &self.keys)
+        verify_chain(&*self.placement.space()?, &self.keys)
     }
 }
 
@@ -261,61 +241,59 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
-/// Walks the platform log, or the log of `tenant`, in the database at `path`, opened read-only.
-/// Meant for a stopped server: a running server may append while the walk reads.
-pub fn verify_offline(path: &Path, tenant: Option<&TenantId>) -> Result<ChainStatus> {
-    let options = Options::default();
-    let names = Db::list_cf(&options, path)
-        .map_err(|e| StorageError::rocks(format!("failed to list column families in {}", path.display()), e))?;
-    let db = Db::open_cf_for_read_only(&options, path, &names, false)
-        .map_err(|e| StorageError::rocks(format!("failed to open {} read-only", path.display()), e))?;
-
-    let (cf, keys) = match tenant {
-        None => (keys::SYS_CF.to_owned(), keys::platform_audit_keys()),
-        Some(tenant) => {
-            let cf = keys::tenant_cf_name(tenant.as_str());
-            if !names.contains(&cf) {
-                return Err(StorageError::TenantNotFound(tenant.to_string()));
-            }
-            (cf, keys::TenantKeys::new(Vec::new()).audit_keys())
-        }
+/// Walks the platform log, or the log of `tenant`, in the data directory `data_dir`, opened
+/// read-only. Meant for a stopped server: a running server may append while the walk reads.
+pub fn verify_offline(data_dir: &Path, tenant: Option<&TenantId>) -> Result<ChainStatus> {
+    let space = crate::db::open_read_only(data_dir, tenant)?;
+    let keys = match tenant {
+        None => crate::keys::platform_audit_keys(),
+        Some(_) => crate::keys::TenantKeys.audit_keys(),
     };
-    verify_chain(&db, &cf, &keys)
+    verify_chain(&space, &keys)
 }
 
-fn verify_chain(db: &Db, cf: &str, keys: &AuditKeys) -> Result<ChainStatus> {
+fn verify_chain(space: &KeySpace, keys: &AuditKeys) -> Result<ChainStatus> {
     let mut previous: Option<(u64, [u8; 32])> = None;
-    for item in scan(db, cf, keys, 1)? {
-        let (key, bytes) = item?;
-        let key_seq = seq_from_key(&key);
+    let mut status = None;
+    scan(space, keys, 1, |key, bytes| {
+        let key_seq = seq_from_key(key);
         let expected = previous.map_or(1, |(seq, _)| seq + 1);
         if key_seq != expected {
-            return Ok(broken(expected, format!("entry {expected} is missing; the next stored entry is {key_seq}")));
+            status = Some(broken(expected, format!("entry {expected} is missing; the next stored entry is {key_seq}")));
+            return Ok(false);
         }
 
-        let entry: AuditEntry = match codec::decode("audit entry", &bytes) {
+        let entry: AuditEntry = match codec::decode("audit entry", bytes) {
             Ok(entry) => entry,
-            Err(err) => return Ok(broken(key_seq, format!("entry {key_seq} does not decode: {err}"))),
+            Err(err) => {
+                status = Some(broken(key_seq, format!("entry {key_seq} does not decode: {err}")));
+                return Ok(false);
+            }
         };
         if entry.seq != key_seq {
-            return Ok(broken(key_seq, format!("entry stored at {key_seq} says seq {}", entry.seq)));
+            status = Some(broken(key_seq, format!("entry stored at {key_seq} says seq {}", entry.seq)));
+            return Ok(false);
         }
         let expected_link = previous.map_or(ZERO_HASH, |(_, hash)| hash);
         if entry.prev_sha256 != expected_link {
             // The link is stored in this entry but covers the previous one, so a change to
             // either breaks it. A changed previous entry is the usual case.
             let culprit = key_seq.saturating_sub(1).max(1);
-            return Ok(broken(
+            status = Some(broken(
                 culprit,
                 format!("the SHA-256 of entry {culprit} does not match prev_sha256 of entry {key_seq}"),
             ));
+            return Ok(false);
         }
-        previous = Some((key_seq, sha256(&bytes)));
+        previous = Some((key_seq, sha256(bytes)));
+        Ok(true)
+    })?;
+    if let Some(status) = status {
+        return Ok(status);
     }
 
-    let head = read_head(db, cf, keys)?;
-    match (previous, head) {
-        (None, None) => Ok(ChainStatus::Intact { entries: 0, head: None }),
+    let head = read_head(space, keys)?;
+    match (previous, head) {        (None, None) => Ok(ChainStatus::Intact { entries: 0, head: None }),
         (Some((last, _)), None) => Ok(broken(last, "the head record is missing".into())),
         (None, Some(head)) => Ok(broken(1, format!("the head names entry {} but the log is empty", head.seq))),
         (Some((last, hash)), Some(head)) => {
@@ -334,29 +312,22 @@ fn broken(seq: u64, reason: String) -> ChainStatus {
     ChainStatus::Broken { seq, reason }
 }
 
-fn read_head(db: &Db, cf: &str, keys: &AuditKeys) -> Result<Option<AuditHead>> {
-    let handle = db.cf_handle(cf).ok_or_else(|| StorageError::TenantNotFound(cf.to_owned()))?;
-    db.get_pinned_cf(&handle, &keys.head)
-        .map_err(|e| StorageError::rocks(format!("failed to read the audit head in {cf}"), e))?
+fn read_head(space: &KeySpace, keys: &AuditKeys) -> Result<Option<AuditHead>> {
+    space
+        .get(&keys.head)?
         .map(|bytes| codec::decode("audit head", &bytes))
         .transpose()
 }
 
-type ScanItem = Result<(Box<[u8]>, Box<[u8]>)>;
-
-/// Iterates the entries of a log from `first_seq` on, in seq order.
-fn scan<'a>(db: &'a Db, cf: &str, keys: &AuditKeys, first_seq: u64) -> Result<impl Iterator<Item = ScanItem> + 'a> {
-    let handle = db.cf_handle(cf).ok_or_else(|| StorageError::TenantNotFound(cf.to_owned()))?;
-    let mut read_options = ReadOptions::default();
-    if let Some(end) = prefix_end(&keys.entry_prefix) {
-        read_options.set_iterate_upper_bound(end);
-    }
-    let start = keys.entry(first_seq);
-    let cf_name = cf.to_owned();
-    let iter = db
-        .iterator_cf_opt(&handle, read_options, IteratorMode::From(&start, Direction::Forward))
-        .map(move |item| item.map_err(|e| StorageError::rocks(format!("failed to scan the audit log in {cf_name}"), e)));
-    Ok(iter)
+/// Visits the entries of a log from `first_seq` on, in seq order, until `visit` returns false.
+fn scan(
+    space: &KeySpace,
+    keys: &AuditKeys,
+    first_seq: u64,
+    visit: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+) -> Result<()> {
+    let end = crate::keys::prefix_end(&keys.entry_prefix);
+    space.scan(&keys.entry(first_seq), end.as_deref(), false, visit)
 }
 
 fn seq_from_key(key: &[u8]) -> u64 {

@@ -31,12 +31,31 @@ pub enum StorageError {
     #[error("{0}")]
     Unsupported(String),
 
+    /// A migration named the tier the tenant is already on.
+    #[error("tenant {0} is already on that tier")]
+    AlreadyOnTier(String),
+
+    /// A file system operation on the data directory failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The committer thread has stopped, so no write can be made durable any more.
     #[error("the commit thread has stopped; the database is closing")]
     CommitterStopped,
 }
 
 impl StorageError {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        StorageError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
     pub(crate) fn rocks(context: impl Into<String>, source: rocksdb::Error) -> Self {
         StorageError::Rocks {
             context: context.into(),

@@ -11,9 +11,10 @@
 //! | `a/<seq: u64 big-endian>` | `AuditEntry` of the platform audit log |
 //! | `h/audit` | `AuditHead` of the platform audit log |
 //!
-//! Tenant key space (the column family `t.<tenant>`, after the tenant prefix, which is empty
-//! for the `cf` tier). `<len>` is one byte holding the length of the id that follows, so no id
-//! can be a prefix of another and range scans stay inside one conversation:
+//! Tenant key space. The keys below are relative: the tenant's key space (see `placement`)
+//! puts them in the column family of its tier, after the tenant prefix that only the `shared`
+//! tier has. `<len>` is one byte holding the length of the id that follows, so no id can be a
+//! prefix of another and range scans stay inside one conversation:
 //!
 //! | key | value |
 //! |---|---|
@@ -31,6 +32,25 @@ use crate::audit::AuditKeys;
 
 pub const SYS_CF: &str = "sys";
 pub const TENANT_CF_PREFIX: &str = "t.";
+/// The column family of every tenant on the `shared` tier.
+pub const SHARED_CF: &str = "shared";
+/// The column family of a dedicated tenant's own database. (RocksDB's `default` column family
+/// has no handle in the Rust binding's multi-threaded mode, so the data gets a named one.)
+pub const DEDICATED_CF: &str = "tenant";
+
+/// The prefix of a `shared` tenant's keys: its id, length-prefixed, so that no tenant's
+/// prefix is a prefix of another's.
+pub fn shared_tenant_prefix(tenant: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(tenant.len() + 1);
+    push_len_prefixed(&mut key, tenant);
+    key
+}
+
+/// Reads the tenant id back from a key of the `shared` column family.
+pub fn tenant_of_shared_key(key: &[u8]) -> Option<&str> {
+    let len = usize::from(*key.first()?);
+    std::str::from_utf8(key.get(1..1 + len)?).ok()
+}
 
 pub fn tenant_cf_name(tenant: &str) -> String {
     format!("{TENANT_CF_PREFIX}{tenant}")
@@ -69,21 +89,13 @@ pub fn sys_tenant_key_index_prefix(tenant: &str) -> Vec<u8> {
     key
 }
 
-/// Builds keys inside one tenant's key space. Every key starts with `prefix`, which is how
-/// the `shared` tier separates tenants that share one column family.
-#[derive(Debug, Clone)]
-pub struct TenantKeys {
-    prefix: Vec<u8>,
-}
+/// Builds keys relative to one tenant's key space.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TenantKeys;
 
 impl TenantKeys {
-    pub fn new(prefix: Vec<u8>) -> Self {
-        TenantKeys { prefix }
-    }
-
     fn start(&self, tag: u8) -> Vec<u8> {
-        let mut key = Vec::with_capacity(self.prefix.len() + 48);
-        key.extend_from_slice(&self.prefix);
+        let mut key = Vec::with_capacity(48);
         key.push(tag);
         key
     }
@@ -185,7 +197,7 @@ mod tests {
 
     #[test]
     fn conversation_prefixes_do_not_overlap() {
-        let keys = TenantKeys::new(Vec::new());
+        let keys = TenantKeys;
         let short = keys.messages_prefix("a");
         let long = keys.message("ab", 1);
         assert!(!long.starts_with(&short));
@@ -193,9 +205,17 @@ mod tests {
 
     #[test]
     fn message_keys_sort_by_seq() {
-        let keys = TenantKeys::new(Vec::new());
+        let keys = TenantKeys;
         assert!(keys.message("c", 255) < keys.message("c", 256));
         assert!(keys.message("c", 1) < keys.message("c", u64::MAX));
+    }
+
+    #[test]
+    fn shared_prefixes_do_not_overlap() {
+        let short = shared_tenant_prefix("a");
+        let long = shared_tenant_prefix("ab");
+        assert!(!long.starts_with(&short));
+        assert_eq!(tenant_of_shared_key(&[long, TenantKeys.user("u")].concat()), Some("ab"));
     }
 
     #[test]

@@ -26,11 +26,12 @@ mod db;
 mod error;
 mod ids;
 mod keys;
+mod placement;
 mod records;
 mod tenant_store;
 
 pub use committer::Durability;
-pub use db::{Storage, StorageOptions};
+pub use db::{MigrationReport, Storage, StorageOptions};
 pub use error::{Result, StorageError};
 pub use ids::{ConvId, IdError, TenantId, UserId};
 pub use records::{

@@ -2,24 +2,20 @@
 
 use std::{fmt, sync::Arc};
 
-use rocksdb::{Direction, IteratorMode, ReadOptions};
-
 use crate::{
     audit::{AuditEntry, AuditEvent, AuditHead, AuditLog, AuditPage, AuditQuery, ChainStatus},
     codec,
-    committer::{Committer, Db, Op},
     keys::{prefix_end, TenantKeys},
+    placement::{Placement, Write},
     BrandingRecord, ConvId, ConversationRecord, MessageRecord, Result, StorageError, TenantId, UserId, UserRecord,
 };
 
 /// Storage bound to one tenant. Every key it reads or writes is built by [`TenantKeys`] inside
-/// the tenant's column family and prefix. No method takes a tenant id or a raw key, so code that
-/// has a `TenantStore` cannot reach another tenant's data.
+/// the tenant's key space, whichever tier holds it. No method takes a tenant id or a raw key, so
+/// code that has a `TenantStore` cannot reach another tenant's data.
 #[derive(Clone)]
 pub struct TenantStore {
-    db: Arc<Db>,
-    committer: Committer,
-    cf: Arc<str>,
+    placement: Arc<Placement>,
     keys: TenantKeys,
     tenant: TenantId,
     audit: AuditLog,
@@ -31,33 +27,26 @@ impl fmt::Debug for TenantStore {
     }
 }
 
-/// Writes collected for one durable commit in one tenant's key space.
+/// Writes collected for one durable commit in one tenant's key space. The keys are relative:
+/// the commit places them in whatever key space the tenant is on at that moment, so a batch
+/// built before a migration lands after it.
 pub struct TenantBatch {
-    cf: Arc<str>,
     keys: TenantKeys,
-    ops: Vec<Op>,
+    writes: Vec<Write>,
 }
 
 impl TenantBatch {
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.ops.push(Op::Put {
-            cf: self.cf.clone(),
-            key,
-            value,
-        });
+        self.writes.push(Write::Put(key, value));
     }
 
     fn delete(&mut self, key: Vec<u8>) {
-        self.ops.push(Op::Delete {
-            cf: self.cf.clone(),
-            key,
-        });
+        self.writes.push(Write::Delete(key));
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.writes.is_empty()
     }
-
     pub fn put_user(&mut self, user: &UserRecord) {
         self.put(self.keys.user(&user.id), codec::encode(user));
     }
@@ -105,19 +94,10 @@ impl TenantBatch {
 }
 
 impl TenantStore {
-    pub(crate) fn new(
-        db: Arc<Db>,
-        committer: Committer,
-        cf: Arc<str>,
-        prefix: Vec<u8>,
-        tenant: TenantId,
-        audit: AuditLog,
-    ) -> Self {
+    pub(crate) fn new(placement: Arc<Placement>, tenant: TenantId, audit: AuditLog) -> Self {
         TenantStore {
-            db,
-            committer,
-            cf,
-            keys: TenantKeys::new(prefix),
+            placement,
+            keys: TenantKeys,
             tenant,
             audit,
         }
@@ -129,18 +109,18 @@ impl TenantStore {
 
     pub fn batch(&self) -> TenantBatch {
         TenantBatch {
-            cf: self.cf.clone(),
-            keys: self.keys.clone(),
-            ops: Vec::new(),
+            keys: self.keys,
+            writes: Vec::new(),
         }
     }
 
-    /// Writes the batch with the database's durability; returns once it is durable.
+    /// Writes the batch with the database's durability; returns once it is durable. While the
+    /// tenant is being migrated, this waits for the migration to finish.
     pub async fn commit(&self, batch: TenantBatch) -> Result<()> {
-        if batch.ops.is_empty() {
+        if batch.writes.is_empty() {
             return Ok(());
         }
-        self.committer.commit(batch.ops).await
+        self.placement.commit(batch.writes).await
     }
 
     // ---- users ----
@@ -150,10 +130,7 @@ impl TenantStore {
     }
 
     pub fn users(&self) -> Result<Vec<UserRecord>> {
-        self.scan_prefix(&self.keys.users_prefix(), usize::MAX)?
-            .into_iter()
-            .map(|(_, value)| codec::decode("user record", &value))
-            .collect()
+        self.decode_prefix("user record", &self.keys.users_prefix())
     }
 
     // ---- conversations ----
@@ -163,28 +140,23 @@ impl TenantStore {
     }
 
     pub fn conversations(&self) -> Result<Vec<ConversationRecord>> {
-        self.scan_prefix(&self.keys.conversations_prefix(), usize::MAX)?
-            .into_iter()
-            .map(|(_, value)| codec::decode("conversation record", &value))
-            .collect()
+        self.decode_prefix("conversation record", &self.keys.conversations_prefix())
     }
 
     /// Ids of the conversations `user` is a member of, in id order.
     pub fn conversations_of(&self, user: &UserId) -> Result<Vec<ConvId>> {
         let prefix = self.keys.memberships_prefix(user.as_str());
-        self.scan_prefix(&prefix, usize::MAX)?
-            .into_iter()
-            .map(|(key, _)| {
-                let id = std::str::from_utf8(&key[prefix.len()..]).map_err(|e| StorageError::Decode {
-                    what: "membership key",
-                    reason: e.to_string(),
-                })?;
-                ConvId::parse(id).map_err(|e| StorageError::Decode {
-                    what: "membership key",
-                    reason: e.to_string(),
-                })
-            })
-            .collect()
+        let mut ids = Vec::new();
+        self.placement.space()?.scan_prefix(&prefix, |key, _| {
+            let decode_error = |reason: String| StorageError::Decode {
+                what: "membership key",
+                reason,
+            };
+            let id = std::str::from_utf8(&key[prefix.len()..]).map_err(|e| decode_error(e.to_string()))?;
+            ids.push(ConvId::parse(id).map_err(|e| decode_error(e.to_string()))?);
+            Ok(true)
+        })?;
+        Ok(ids)
     }
 
     // ---- messages ----
@@ -192,21 +164,13 @@ impl TenantStore {
     /// Returns the seq of the newest message in `conv`, or 0 when it has none.
     pub fn last_seq(&self, conv: &ConvId) -> Result<u64> {
         let prefix = self.keys.messages_prefix(conv.as_str());
-        let upper = self.keys.message(conv.as_str(), u64::MAX);
-
-        let mut read_options = ReadOptions::default();
-        read_options.set_iterate_lower_bound(prefix.clone());
-        let cf = self.cf_handle()?;
-        let mut iter = self
-            .db
-            .iterator_cf_opt(&cf, read_options, IteratorMode::From(&upper, Direction::Reverse));
-        match iter.next() {
-            None => Ok(0),
-            Some(item) => {
-                let (key, _) = item.map_err(|e| self.read_error("failed to find the last seq", e))?;
-                Ok(seq_from_key(&key))
-            }
-        }
+        let upper = prefix_end(&prefix);
+        let mut last = 0;
+        self.placement.space()?.scan(&prefix, upper.as_deref(), true, |key, _| {
+            last = seq_from_key(key);
+            Ok(false)
+        })?;
+        Ok(last)
     }
 
     /// Messages with `after < seq < before`, at most `limit`. With `newest_first` the scan
@@ -227,26 +191,18 @@ impl TenantStore {
         let lower = self.keys.message(conv.as_str(), after + 1);
         let upper = self.keys.message(conv.as_str(), before);
 
-        let mut read_options = ReadOptions::default();
-        read_options.set_iterate_lower_bound(lower.clone());
-        read_options.set_iterate_upper_bound(upper.clone());
-        let mode = if newest_first {
-            IteratorMode::End
-        } else {
-            IteratorMode::Start
-        };
-
-        let cf = self.cf_handle()?;
         let mut items = Vec::with_capacity(limit.min(128));
         let mut more = false;
-        for item in self.db.iterator_cf_opt(&cf, read_options, mode) {
-            let (_, value) = item.map_err(|e| self.read_error("failed to read messages", e))?;
-            if items.len() == limit {
-                more = true;
-                break;
-            }
-            items.push(codec::decode_message(&value)?);
-        }
+        self.placement
+            .space()?
+            .scan(&lower, Some(&upper), newest_first, |_, value| {
+                if items.len() == limit {
+                    more = true;
+                    return Ok(false);
+                }
+                items.push(codec::decode_message(value)?);
+                Ok(true)
+            })?;
         if newest_first {
             items.reverse();
         }
@@ -255,11 +211,7 @@ impl TenantStore {
 
     /// Returns the message `seq` of `conv`, if it is stored.
     pub fn message(&self, conv: &ConvId, seq: u64) -> Result<Option<MessageRecord>> {
-        let cf = self.cf_handle()?;
-        let bytes = self
-            .db
-            .get_pinned_cf(&cf, self.keys.message(conv.as_str(), seq))
-            .map_err(|e| self.read_error("failed to read a message", e))?;
+        let bytes = self.placement.space()?.get(&self.keys.message(conv.as_str(), seq))?;
         bytes.map(|b| codec::decode_message(&b)).transpose()
     }
 
@@ -276,19 +228,10 @@ impl TenantStore {
         self.get_decoded("branding record", &self.keys.branding())
     }
 
-    /// Estimated live size of the tenant's data: SST files plus memtables. RocksDB's estimate
-    /// lags compaction, so deleted data may still count for a while.
+    /// Estimated live size of the tenant's data. RocksDB's estimate lags compaction, so
+    /// deleted data may still count for a while.
     pub fn approximate_size_bytes(&self) -> Result<u64> {
-        let cf = self.cf_handle()?;
-        let mut total = 0;
-        for property in ["rocksdb.estimate-live-data-size", "rocksdb.cur-size-all-mem-tables"] {
-            let value = self
-                .db
-                .property_int_value_cf(&cf, property)
-                .map_err(|e| self.read_error("failed to read the size estimate", e))?;
-            total += value.unwrap_or(0);
-        }
-        Ok(total)
+        self.placement.space()?.approximate_size_bytes()
     }
 
     // ---- audit log ----
@@ -313,36 +256,18 @@ impl TenantStore {
 
     // ---- helpers ----
 
-    fn cf_handle(&self) -> Result<Arc<rocksdb::BoundColumnFamily<'_>>> {
-        self.db
-            .cf_handle(&self.cf)
-            .ok_or_else(|| StorageError::TenantNotFound(self.tenant.to_string()))
-    }
-
-    fn read_error(&self, context: &str, err: rocksdb::Error) -> StorageError {
-        StorageError::rocks(format!("{context} for tenant {}", self.tenant), err)
-    }
-
     fn get_decoded<T: serde::de::DeserializeOwned>(&self, what: &'static str, key: &[u8]) -> Result<Option<T>> {
-        let cf = self.cf_handle()?;
-        let bytes = self
-            .db
-            .get_pinned_cf(&cf, key)
-            .map_err(|e| self.read_error("failed to read", e))?;
+        let bytes = self.placement.space()?.get(key)?;
         bytes.map(|b| codec::decode(what, &b)).transpose()
     }
 
-    fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<(Box<[u8]>, Box<[u8]>)>> {
-        let mut read_options = ReadOptions::default();
-        if let Some(end) = prefix_end(prefix) {
-            read_options.set_iterate_upper_bound(end);
-        }
-        let cf = self.cf_handle()?;
-        self.db
-            .iterator_cf_opt(&cf, read_options, IteratorMode::From(prefix, Direction::Forward))
-            .take(limit)
-            .map(|item| item.map_err(|e| self.read_error("failed to scan", e)))
-            .collect()
+    fn decode_prefix<T: serde::de::DeserializeOwned>(&self, what: &'static str, prefix: &[u8]) -> Result<Vec<T>> {
+        let mut records = Vec::new();
+        self.placement.space()?.scan_prefix(prefix, |_, value| {
+            records.push(codec::decode(what, value)?);
+            Ok(true)
+        })?;
+        Ok(records)
     }
 }
 

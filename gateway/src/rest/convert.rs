@@ -7,11 +7,7 @@ pub fn tenant(record: &stored::TenantRecord) -> wire::Tenant {
     wire::Tenant {
         id: record.id.to_string(),
         name: record.name.clone(),
-        tier: match record.tier {
-            stored::Tier::Shared => wire::Tier::Shared,
-            stored::Tier::Cf => wire::Tier::Cf,
-            stored::Tier::Dedicated => wire::Tier::Dedicated,
-        },
+        tier: wire_tier(record.tier),
         status: match record.status {
             stored::TenantStatus::Active => wire::TenantStatus::Active,
             stored::TenantStatus::Suspended => wire::TenantStatus::Suspended,
@@ -19,6 +15,14 @@ pub fn tenant(record: &stored::TenantRecord) -> wire::Tenant {
         quotas: quotas(&record.quotas),
         features: record.features.clone(),
         created_at: record.created_at_ms,
+    }
+}
+
+pub fn wire_tier(tier: stored::Tier) -> wire::Tier {
+    match tier {
+        stored::Tier::Shared => wire::Tier::Shared,
+        stored::Tier::Cf => wire::Tier::Cf,
+        stored::Tier::Dedicated => wire::Tier::Dedicated,
     }
 }
 

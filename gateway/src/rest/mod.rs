@@ -8,6 +8,7 @@ mod credentials;
 mod health;
 mod network_policy;
 mod tenant_status;
+mod tenant_tier;
 mod tenants;
 mod users;
 
@@ -83,6 +84,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(tenants::usage)
             .service(tenant_status::suspend)
             .service(tenant_status::resume)
+            .service(tenant_tier::migrate)
             .service(network_policy::get)
             .service(network_policy::put)
             .service(audit::tenant_log)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bulkhead_client::{
     proto::{
         ConversationKind, CreateConversationRequest, CreateTenantRequest, CreateUserRequest, MintTokenRequest,
-        QuotasPatch,
+        QuotasPatch, Tier,
     },
     MessageItem, RestClient, ServerFrame, WsClient,
 };
@@ -57,13 +57,18 @@ pub async fn create_tenant_with_quotas(
     users: &[&str],
     quotas: Option<QuotasPatch>,
 ) -> Tenant {
-    create_tenant_with(server, id, users, quotas, None).await
+    create_tenant_with(server, id, users, quotas, None, None).await
+}
+
+/// Creates a tenant whose data lives on `tier`.
+pub async fn create_tenant_on_tier(server: &TestServer, id: &str, users: &[&str], tier: Tier) -> Tenant {
+    create_tenant_with(server, id, users, None, None, Some(tier)).await
 }
 
 /// Creates a tenant whose plan has only `features`.
 pub async fn create_tenant_with_features(server: &TestServer, id: &str, users: &[&str], features: &[&str]) -> Tenant {
     let features = features.iter().map(|f| f.to_string()).collect();
-    create_tenant_with(server, id, users, None, Some(features)).await
+    create_tenant_with(server, id, users, None, Some(features), None).await
 }
 
 async fn create_tenant_with(
@@ -72,11 +77,12 @@ async fn create_tenant_with(
     users: &[&str],
     quotas: Option<QuotasPatch>,
     features: Option<Vec<String>>,
+    tier: Option<Tier>,
 ) -> Tenant {
     let request = CreateTenantRequest {
         id: id.into(),
         name: format!("Tenant {id}"),
-        tier: None,
+        tier,
         quotas,
         features,
     };

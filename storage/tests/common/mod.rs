@@ -49,8 +49,16 @@ pub fn key_record(tenant: &str, key_id: &str) -> ApiKeyRecord {
 }
 
 pub async fn create_tenant(storage: &Arc<Storage>, id: &str) -> TenantStore {
+    create_tenant_on(storage, id, Tier::Cf).await
+}
+
+pub async fn create_tenant_on(storage: &Arc<Storage>, id: &str, tier: Tier) -> TenantStore {
+    let record = TenantRecord {
+        tier,
+        ..tenant_record(id)
+    };
     storage
-        .create_tenant(&tenant_record(id), &key_record(id, &format!("key-{id}")))
+        .create_tenant(&record, &key_record(id, &format!("key-{id}")))
         .await
         .expect("create tenant");
     storage
