@@ -6,15 +6,20 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::{MessageRecord, Result, StorageError};
+use crate::{ApiKeyRecord, KeyRole, MessageRecord, Result, StorageError, TenantId};
 
-/// Format version written in front of every value by this release, except messages.
+/// Format version written in front of every value by this release, except messages and API
+/// keys.
 pub const FORMAT_VERSION: u8 = 1;
 
 /// Format version of the message records that this release writes. Messages have their own
 /// version because they are the only record whose layout has changed: version 1 is the
 /// layout before edits and recalls, which [`decode_message`] still reads.
 pub const MESSAGE_FORMAT_VERSION: u8 = 2;
+
+/// Format version of the API key records that this release writes. Version 1 is the layout
+/// before rotation, without `expires_at_ms`, which [`decode_api_key`] still reads.
+pub const API_KEY_FORMAT_VERSION: u8 = 2;
 
 /// Encodes `value` as `[FORMAT_VERSION, postcard bytes…]`.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -101,6 +106,69 @@ impl From<MessageRecordV1> for MessageRecord {
     }
 }
 
+/// Encodes an API key as `[API_KEY_FORMAT_VERSION, postcard bytes…]`.
+pub fn encode_api_key(key: &ApiKeyRecord) -> Vec<u8> {
+    let mut out = vec![API_KEY_FORMAT_VERSION];
+    let body = postcard::to_stdvec(key).expect("API key records are postcard-serializable");
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Decodes an API key written by [`encode_api_key`], or by a release before rotation (format
+/// version 1), which reads as a key that does not expire.
+pub fn decode_api_key(bytes: &[u8]) -> Result<ApiKeyRecord> {
+    const WHAT: &str = "API key record";
+    let Some((&version, body)) = bytes.split_first() else {
+        return Err(StorageError::Decode {
+            what: WHAT,
+            reason: "empty value".into(),
+        });
+    };
+    let decoded = match version {
+        API_KEY_FORMAT_VERSION => postcard::from_bytes(body),
+        1 => postcard::from_bytes::<ApiKeyRecordV1>(body).map(ApiKeyRecord::from),
+        other => {
+            return Err(StorageError::Decode {
+                what: WHAT,
+                reason: format!(
+                    "unknown format version {other}, this release reads 1 and {API_KEY_FORMAT_VERSION}"
+                ),
+            })
+        }
+    };
+    decoded.map_err(|e| StorageError::Decode {
+        what: WHAT,
+        reason: e.to_string(),
+    })
+}
+
+/// The layout of an API key record in format version 1. Field order matters to postcard, so
+/// this struct must never change.
+#[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct ApiKeyRecordV1 {
+    id: String,
+    tenant: TenantId,
+    role: KeyRole,
+    name: Option<String>,
+    secret_sha256: [u8; 32],
+    created_at_ms: u64,
+}
+
+impl From<ApiKeyRecordV1> for ApiKeyRecord {
+    fn from(old: ApiKeyRecordV1) -> Self {
+        ApiKeyRecord {
+            id: old.id,
+            tenant: old.tenant,
+            role: old.role,
+            name: old.name,
+            secret_sha256: old.secret_sha256,
+            created_at_ms: old.created_at_ms,
+            expires_at_ms: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +219,64 @@ mod tests {
         let mut bytes = encode_message(&MessageRecord::new(1, "a".into(), "m".into(), 1, "1".into()));
         bytes[0] = MESSAGE_FORMAT_VERSION + 1;
         let err = decode_message(&bytes).unwrap_err();
+        assert!(err.to_string().contains("unknown format version"), "{err}");
+    }
+
+    #[test]
+    fn api_key_roundtrip_keeps_expiry() {
+        let record = ApiKeyRecord {
+            id: "a1b2c3".into(),
+            tenant: TenantId::parse("acme").unwrap(),
+            role: KeyRole::Service,
+            name: Some("ci".into()),
+            secret_sha256: [7; 32],
+            created_at_ms: 1_700_000_000_000,
+            expires_at_ms: Some(1_700_000_060_000),
+        };
+
+        let bytes = encode_api_key(&record);
+        assert_eq!(bytes[0], API_KEY_FORMAT_VERSION);
+        assert_eq!(decode_api_key(&bytes).unwrap(), record);
+    }
+
+    #[test]
+    fn version_1_api_key_decodes_without_expiry() {
+        let old = ApiKeyRecordV1 {
+            id: "d4e5f6".into(),
+            tenant: TenantId::parse("acme").unwrap(),
+            role: KeyRole::Admin,
+            name: None,
+            secret_sha256: [9; 32],
+            created_at_ms: 1_600_000_000_000,
+        };
+        // What the release before rotation wrote: version 1, then the six fields.
+        let mut bytes = vec![1];
+        bytes.extend(postcard::to_stdvec(&old).unwrap());
+
+        let decoded = decode_api_key(&bytes).unwrap();
+
+        assert_eq!(decoded.id, "d4e5f6");
+        assert_eq!(decoded.tenant.as_str(), "acme");
+        assert_eq!(decoded.role, KeyRole::Admin);
+        assert_eq!(decoded.name, None);
+        assert_eq!(decoded.secret_sha256, [9; 32]);
+        assert_eq!(decoded.created_at_ms, 1_600_000_000_000);
+        assert_eq!(decoded.expires_at_ms, None);
+    }
+
+    #[test]
+    fn unknown_api_key_version_is_rejected() {
+        let mut bytes = encode_api_key(&ApiKeyRecord {
+            id: "k".into(),
+            tenant: TenantId::parse("acme").unwrap(),
+            role: KeyRole::Auditor,
+            name: None,
+            secret_sha256: [0; 32],
+            created_at_ms: 1,
+            expires_at_ms: None,
+        });
+        bytes[0] = API_KEY_FORMAT_VERSION + 1;
+        let err = decode_api_key(&bytes).unwrap_err();
         assert!(err.to_string().contains("unknown format version"), "{err}");
     }
 
