@@ -5,8 +5,8 @@ use std::time::Duration;
 use bulkhead_proto::{
     AddMemberRequest, ApiKey, AuditPage, Branding, Conversation, CreateApiKeyRequest, CreateConversationRequest,
     CreateTenantRequest, CreateUserRequest, CreatedApiKey, CreatedTenant, List, MessagePage,
-    MintTokenRequest, MintedToken, NetworkPolicy, PatchTenantRequest, PostMessageRequest, RestError, SendAck,
-    Tenant, User,
+    MintTokenRequest, MintedToken, NetworkPolicy, PatchTenantRequest, PostMessageRequest, RestError,
+    RotateApiKeyRequest, RotatedApiKey, SendAck, Tenant, User,
 };
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
@@ -337,6 +337,18 @@ impl RestClient {
     pub async fn list_api_keys(&self, tenant: &str) -> Result<Vec<ApiKey>, ClientError> {
         let route = Route::new(&["v1", "tenants", tenant, "keys"]);
         self.call_list(route).await
+    }
+
+    /// Rotates an API key: returns its replacement, and the old key keeps working for
+    /// `request.overlap_secs`.
+    pub async fn rotate_api_key(
+        &self,
+        tenant: &str,
+        key_id: &str,
+        request: &RotateApiKeyRequest,
+    ) -> Result<RotatedApiKey, ClientError> {
+        let route = Route::new(&["v1", "tenants", tenant, "keys", key_id, "rotate"]);
+        self.call(Method::POST, route, Some(request), &[]).await
     }
 
     pub async fn delete_api_key(&self, tenant: &str, key_id: &str) -> Result<(), ClientError> {
