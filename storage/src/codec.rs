@@ -23,13 +23,46 @@ pub const API_KEY_FORMAT_VERSION: u8 = 2;
 
 /// Encodes `value` as `[FORMAT_VERSION, postcard bytes…]`.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT_VERSION];
+    encode_with_version(FORMAT_VERSION, value)
+}
+
+fn encode_with_version<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
+    let mut out = vec![version];
 
     // Serializing our own record types into a Vec cannot fail: they contain no maps with
     // non-string keys and no types postcard rejects.
     let body = postcard::to_stdvec(value).expect("stored records are postcard-serializable");
     out.extend_from_slice(&body);
     out
+}
+
+/// Decodes a record type with two layouts: `current_version`, and version 1, which is read as
+/// `V1` and converted. `what` names the record type in errors.
+fn decode_current_or_v1<T, V1>(what: &'static str, current_version: u8, bytes: &[u8]) -> Result<T>
+where
+    T: DeserializeOwned,
+    V1: DeserializeOwned + Into<T>,
+{
+    let Some((&version, body)) = bytes.split_first() else {
+        return Err(StorageError::Decode {
+            what,
+            reason: "empty value".into(),
+        });
+    };
+    let decoded = if version == current_version {
+        postcard::from_bytes(body)
+    } else if version == 1 {
+        postcard::from_bytes::<V1>(body).map(Into::into)
+    } else {
+        return Err(StorageError::Decode {
+            what,
+            reason: format!("unknown format version {version}, this release reads 1 and {current_version}"),
+        });
+    };
+    decoded.map_err(|e| StorageError::Decode {
+        what,
+        reason: e.to_string(),
+    })
 }
 
 /// Decodes a value written by [`encode`]. `what` names the record type in errors.
@@ -54,38 +87,13 @@ pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T
 
 /// Encodes a message as `[MESSAGE_FORMAT_VERSION, postcard bytes…]`.
 pub fn encode_message(message: &MessageRecord) -> Vec<u8> {
-    let mut out = vec![MESSAGE_FORMAT_VERSION];
-    let body = postcard::to_stdvec(message).expect("message records are postcard-serializable");
-    out.extend_from_slice(&body);
-    out
+    encode_with_version(MESSAGE_FORMAT_VERSION, message)
 }
 
 /// Decodes a message written by [`encode_message`], or by a release before edits and
 /// recalls (format version 1), which reads as neither edited nor recalled.
 pub fn decode_message(bytes: &[u8]) -> Result<MessageRecord> {
-    const WHAT: &str = "message record";
-    let Some((&version, body)) = bytes.split_first() else {
-        return Err(StorageError::Decode {
-            what: WHAT,
-            reason: "empty value".into(),
-        });
-    };
-    let decoded = match version {
-        MESSAGE_FORMAT_VERSION => postcard::from_bytes(body),
-        1 => postcard::from_bytes::<MessageRecordV1>(body).map(MessageRecord::from),
-        other => {
-            return Err(StorageError::Decode {
-                what: WHAT,
-                reason: format!(
-                    "unknown format version {other}, this release reads 1 and {MESSAGE_FORMAT_VERSION}"
-                ),
-            })
-        }
-    };
-    decoded.map_err(|e| StorageError::Decode {
-        what: WHAT,
-        reason: e.to_string(),
-    })
+    decode_current_or_v1::<MessageRecord, MessageRecordV1>("message record", MESSAGE_FORMAT_VERSION, bytes)
 }
 
 /// The layout of a message record in format version 1. Field order matters to postcard, so
@@ -108,38 +116,13 @@ impl From<MessageRecordV1> for MessageRecord {
 
 /// Encodes an API key as `[API_KEY_FORMAT_VERSION, postcard bytes…]`.
 pub fn encode_api_key(key: &ApiKeyRecord) -> Vec<u8> {
-    let mut out = vec![API_KEY_FORMAT_VERSION];
-    let body = postcard::to_stdvec(key).expect("API key records are postcard-serializable");
-    out.extend_from_slice(&body);
-    out
+    encode_with_version(API_KEY_FORMAT_VERSION, key)
 }
 
 /// Decodes an API key written by [`encode_api_key`], or by a release before rotation (format
 /// version 1), which reads as a key that does not expire.
 pub fn decode_api_key(bytes: &[u8]) -> Result<ApiKeyRecord> {
-    const WHAT: &str = "API key record";
-    let Some((&version, body)) = bytes.split_first() else {
-        return Err(StorageError::Decode {
-            what: WHAT,
-            reason: "empty value".into(),
-        });
-    };
-    let decoded = match version {
-        API_KEY_FORMAT_VERSION => postcard::from_bytes(body),
-        1 => postcard::from_bytes::<ApiKeyRecordV1>(body).map(ApiKeyRecord::from),
-        other => {
-            return Err(StorageError::Decode {
-                what: WHAT,
-                reason: format!(
-                    "unknown format version {other}, this release reads 1 and {API_KEY_FORMAT_VERSION}"
-                ),
-            })
-        }
-    };
-    decoded.map_err(|e| StorageError::Decode {
-        what: WHAT,
-        reason: e.to_string(),
-    })
+    decode_current_or_v1::<ApiKeyRecord, ApiKeyRecordV1>("API key record", API_KEY_FORMAT_VERSION, bytes)
 }
 
 /// The layout of an API key record in format version 1. Field order matters to postcard, so
