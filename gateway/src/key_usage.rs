@@ -12,12 +12,12 @@ use bulkhead_storage::Storage;
 use parking_lot::Mutex;
 
 /// How old the stored last use of a key may get before a new use is written. A minute is
-/// exact enough to tell a key in use from a forgotten one, and caps the writes at one per key
-/// per minute; the value may change.
+/// exact enough to tell a key in use from a forgotten one. It caps the writes at one per key
+/// per minute, and the value may change.
 pub const STORE_INTERVAL_MS: u64 = 60_000;
 
-/// The last uses of API keys that this process has seen, and what it knows of the stored
-/// values.
+/// The last uses of API keys that this process has seen, and the stored values it has read
+/// or written.
 #[derive(Default)]
 pub struct KeyUsage {
     keys: Mutex<HashMap<String, KeyUse>>,

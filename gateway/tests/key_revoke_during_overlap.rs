@@ -21,16 +21,16 @@ async fn revoke_either_key_during_overlap() -> TestResult {
     let old = acme.rest.create_api_key("acme", &request).await?;
     let new = acme.rest.rotate_api_key("acme", &old.id, &rotation).await?;
     acme.rest.delete_api_key("acme", &old.id).await?;
-    let refused = acme.rest.with_credential(old.key.clone()).list_users("acme").await.unwrap_err();
-    assert_eq!(refused.http_status(), Some(401), "{refused}");
+    let rejected = acme.rest.with_credential(old.key.clone()).list_users("acme").await.unwrap_err();
+    assert_eq!(rejected.http_status(), Some(401), "{rejected}");
     acme.rest.with_credential(new.key.clone()).list_users("acme").await?;
 
     // Revoking the new key leaves the old one working until its expiry.
     let old = acme.rest.create_api_key("acme", &request).await?;
     let new = acme.rest.rotate_api_key("acme", &old.id, &rotation).await?;
     acme.rest.delete_api_key("acme", &new.id).await?;
-    let refused = acme.rest.with_credential(new.key.clone()).list_users("acme").await.unwrap_err();
-    assert_eq!(refused.http_status(), Some(401), "{refused}");
+    let rejected = acme.rest.with_credential(new.key.clone()).list_users("acme").await.unwrap_err();
+    assert_eq!(rejected.http_status(), Some(401), "{rejected}");
     acme.rest.with_credential(old.key.clone()).list_users("acme").await?;
 
     let keys = acme.rest.list_api_keys("acme").await?;

@@ -24,9 +24,9 @@ async fn zero_overlap_refuses_old_key_at_once() -> TestResult {
     let rotation = RotateApiKeyRequest { overlap_secs: Some(0) };
     let new = acme.rest.rotate_api_key("acme", &old.id, &rotation).await?;
 
-    let refused = old_client.get_tenant("acme").await.unwrap_err();
-    assert_eq!(refused.http_status(), Some(401), "{refused}");
-    assert_eq!(refused.code(), Some(ErrorCode::Unauthorized), "{refused}");
+    let rejected = old_client.get_tenant("acme").await.unwrap_err();
+    assert_eq!(rejected.http_status(), Some(401), "{rejected}");
+    assert_eq!(rejected.code(), Some(ErrorCode::Unauthorized), "{rejected}");
     let new_client = acme.rest.with_credential(new.key.clone());
     new_client.get_tenant("acme").await?;
     assert_eq!(new.role, KeyRole::Auditor);
@@ -49,8 +49,8 @@ async fn admin_key_rotates_itself() -> TestResult {
     let new = acme.rest.rotate_api_key("acme", &own.id, &rotation).await?;
 
     assert_eq!(new.role, KeyRole::Admin);
-    let refused = acme.rest.list_api_keys("acme").await.unwrap_err();
-    assert_eq!(refused.http_status(), Some(401), "{refused}");
+    let rejected = acme.rest.list_api_keys("acme").await.unwrap_err();
+    assert_eq!(rejected.http_status(), Some(401), "{rejected}");
     let keys = acme.rest.with_credential(new.key).list_api_keys("acme").await?;
     let ids: Vec<&str> = keys.iter().map(|key| key.id.as_str()).collect();
     assert_eq!(ids, vec![new.id.as_str()]);

@@ -1,5 +1,5 @@
-//! A rotated key keeps working next to its replacement until the overlap ends, and is refused
-//! with `401 unauthorized` after it; the listing, the audit log and the replacement's role and
+//! A rotated key keeps working next to its replacement until the overlap ends, and is rejected
+//! with `401 unauthorized` after it. The listing, the audit log and the replacement's role and
 //! name show the rotation.
 
 mod common;
@@ -49,9 +49,9 @@ async fn old_key_works_until_overlap_ends() -> TestResult {
     while bulkhead_storage::now_ms() <= new.replaces.expires_at {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let refused = old_client.list_users("acme").await.unwrap_err();
-    assert_eq!(refused.http_status(), Some(401), "{refused}");
-    assert_eq!(refused.code(), Some(ErrorCode::Unauthorized), "{refused}");
+    let rejected = old_client.list_users("acme").await.unwrap_err();
+    assert_eq!(rejected.http_status(), Some(401), "{rejected}");
+    assert_eq!(rejected.code(), Some(ErrorCode::Unauthorized), "{rejected}");
     new_client.list_users("acme").await?;
     let keys = acme.rest.list_api_keys("acme").await?;
     assert!(keys.iter().all(|key| key.id != old.id), "expired key is still listed: {keys:?}");

@@ -21,8 +21,8 @@ type Response = Result<HttpResponse, ApiError>;
 /// every client of the old key can pick up the new one in a normal deploy cycle.
 const DEFAULT_ROTATION_OVERLAP_SECS: u64 = 24 * 60 * 60;
 
-/// Longest overlap of a rotation: a week. A longer one would leave a key that is meant to be
-/// replaced working for long; the value may change.
+/// Maximum overlap of a rotation: a week. A longer one would leave a key that is meant to be
+/// replaced working for a long time. The value may change.
 const MAX_ROTATION_OVERLAP_SECS: u64 = 7 * 24 * 60 * 60;
 
 /// Mints a user token signed with the tenant's secret, for backends that do not sign their
