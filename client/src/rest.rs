@@ -6,7 +6,7 @@ use bulkhead_proto::{
     AddMemberRequest, ApiKey, AuditPage, Branding, Conversation, CreateApiKeyRequest, CreateConversationRequest,
     CreateTenantRequest, CreateUserRequest, CreatedApiKey, CreatedTenant, List, MessagePage,
     MigrateTenantRequest, MintTokenRequest, MintedToken, NetworkPolicy, PatchTenantRequest, PostMessageRequest,
-    RestError, SendAck, Tenant, TenantMigration, Tier, User,
+    RestError, RotateApiKeyRequest, RotatedApiKey, SendAck, Tenant, TenantMigration, Tier, User,
 };
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
@@ -344,6 +344,18 @@ impl RestClient {
     pub async fn list_api_keys(&self, tenant: &str) -> Result<Vec<ApiKey>, ClientError> {
         let route = Route::new(&["v1", "tenants", tenant, "keys"]);
         self.call_list(route).await
+    }
+
+    /// Rotates an API key: returns its replacement, and the old key keeps working for
+    /// `request.overlap_secs`.
+    pub async fn rotate_api_key(
+        &self,
+        tenant: &str,
+        key_id: &str,
+        request: &RotateApiKeyRequest,
+    ) -> Result<RotatedApiKey, ClientError> {
+        let route = Route::new(&["v1", "tenants", tenant, "keys", key_id, "rotate"]);
+        self.call(Method::POST, route, Some(request), &[]).await
     }
 
     pub async fn delete_api_key(&self, tenant: &str, key_id: &str) -> Result<(), ClientError> {

@@ -5,7 +5,8 @@
 //! - the optional platform operator token, compared the same way: read-only access to
 //!   tenants and their usage, never to message content;
 //! - tenant API keys `bhk_<key id>_<secret>`: the key id is visible and finds the stored
-//!   record, the 256-bit secret is checked against its stored SHA-256;
+//!   record, the 256-bit secret is checked against its stored SHA-256, and a rotated key
+//!   is refused once its `expires_at_ms` has passed;
 //! - user tokens: JWTs signed with HS256 by the tenant's signing secret, with claims `tid`,
 //!   `sub`, `exp` (required) and optional `iat`.
 //!
@@ -121,7 +122,7 @@ impl Action {
             Action::ReadMessages => "read messages",
             Action::SendMessages => "send messages",
             Action::MintTokens => "mint user tokens",
-            Action::ManageKeys => "manage API keys (needs an admin key)",
+            Action::ManageKeys => "create, list, rotate or revoke API keys (needs an admin key)",
             Action::SuspendTenant => "suspend or resume the tenant (needs the platform admin token)",
             Action::ReadAudit => "read the audit log (needs an admin or auditor key)",
             Action::ReadPlatformAudit => "read the platform audit log",
@@ -297,6 +298,7 @@ pub fn new_api_key(tenant: &TenantId, role: KeyRole, name: Option<String>) -> Ne
         name,
         secret_sha256: sha256(secret.as_bytes()),
         created_at_ms: bulkhead_storage::now_ms(),
+        expires_at_ms: None,
     };
     NewApiKey {
         record,
@@ -319,6 +321,12 @@ pub fn authenticate(credential: Option<&str>, platform: &PlatformTokens, storage
     let record = storage.api_key(key_id)?.ok_or_else(invalid)?;
     if !bool::from(record.secret_sha256.ct_eq(&sha256(secret.as_bytes()))) {
         return Err(invalid());
+    }
+    // Only the holder of the secret learns that the key expired rather than never existed.
+    if record.is_expired(bulkhead_storage::now_ms()) {
+        return Err(ApiError::unauthorized(format!(
+            "API key {key_id} expired after it was rotated; use the key that replaced it"
+        )));
     }
     Ok(Principal::TenantKey {
         tenant: record.tenant,

@@ -117,6 +117,13 @@ impl From<StorageError> for ApiError {
     fn from(err: StorageError) -> Self {
         match err {
             StorageError::TenantNotFound(tenant) => ApiError::not_found(format!("tenant {tenant}")),
+            StorageError::ApiKeyNotFound(key_id) => ApiError::not_found(format!("API key {key_id}")),
+            StorageError::ApiKeyExpiring { key_id, expires_at_ms } => ApiError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "API key {key_id} was already rotated and expires at {expires_at_ms} (ms since the Unix epoch); rotate the key that replaced it"
+                ),
+            ),
             other => internal(other),
         }
     }

@@ -45,7 +45,9 @@ pub async fn serve(config: Config) -> Result<(), String> {
         config: Arc::new(config.clone()),
         metrics: telemetry::install_metrics(),
         network_policies: NetworkPolicies::default(),
+        key_usage: Default::default(),
     });
+    let key_usage = state.key_usage.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -78,6 +80,8 @@ pub async fn serve(config: Config) -> Result<(), String> {
         }
     }
 
+    // No request runs any more, so every last use of an API key is known by now.
+    key_usage.store_all(&storage).await;
     engine.stop_workers();
     drop(engine);
     close_storage(storage);

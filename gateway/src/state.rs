@@ -12,6 +12,7 @@ use crate::{
     auth::{self, Action, PlatformTokens, Principal},
     config::Config,
     error::ApiError,
+    key_usage::{self, KeyUsage},
     network::{self, NetworkPolicies},
 };
 
@@ -21,6 +22,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: PrometheusHandle,
     pub network_policies: NetworkPolicies,
+    pub key_usage: Arc<KeyUsage>,
 }
 
 /// An authenticated, authorized request on one tenant. Handlers get the tenant from here,
@@ -75,7 +77,24 @@ impl AppState {
         if let Some(tenant) = principal.tenant() {
             self.network_policies.check(self.engine.storage(), tenant, source)?;
         }
+        if let Principal::TenantKey { key_id, .. } = &principal {
+            self.record_key_use(key_id)?;
+        }
         Ok(Caller { principal, source })
+    }
+
+    /// Records that the API key authenticated a request now, and stores the time when the
+    /// stored value is older than [`key_usage::STORE_INTERVAL_MS`].
+    fn record_key_use(&self, key_id: &str) -> Result<(), ApiError> {
+        let storage = self.engine.storage();
+        if !self.key_usage.is_tracked(key_id) {
+            self.key_usage.track(key_id, storage.api_key_last_used(key_id)?);
+        }
+        let now_ms = bulkhead_storage::now_ms();
+        if self.key_usage.record(key_id, now_ms) {
+            key_usage::store_in_background(self.key_usage.clone(), storage.clone(), key_id.to_owned(), now_ms);
+        }
+        Ok(())
     }
 
     /// Returns the client's address, read from `X-Forwarded-For` when the peer is a trusted

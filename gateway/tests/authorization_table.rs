@@ -106,6 +106,8 @@ fn routes() -> Vec<Route> {
         route(M::PUT, "/v1/tenants/acme/branding", Some(r#"{"display_name":"Acme"}"#), ADMIN),
         route(M::POST, "/v1/tenants/acme/keys", Some(r#"{"role":"service"}"#), ADMIN),
         route(M::GET, "/v1/tenants/acme/keys", None, ADMIN),
+        // Rotates the key that the next row revokes: an expiring key can still be revoked.
+        route(M::POST, "/v1/tenants/acme/keys/{victim_key}/rotate", Some(r#"{"overlap_secs":60}"#), ADMIN),
         route(M::DELETE, "/v1/tenants/acme/keys/{victim_key}", None, ADMIN),
         route(M::POST, "/v1/tenants/acme/users", Some(r#"{"id":"new{n}"}"#), ADMIN_SERVICE),
         route(M::GET, "/v1/tenants/acme/users", None, ADMIN_SERVICE),

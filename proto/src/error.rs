@@ -25,7 +25,8 @@ pub enum ErrorCode {
     FeatureDisabled,
     /// The tenant is suspended; its data is kept but no requests are served.
     TenantSuspended,
-    /// The object already exists (REST only: creating a tenant, user or conversation twice).
+    /// The object already exists (REST only: creating a tenant, user or conversation twice),
+    /// or an API key that was already rotated is rotated again.
     Conflict,
     /// A high-risk operation is missing its confirmation header, or the header names another
     /// object (REST only, HTTP 428). The message names the header and the value it needs.

@@ -150,7 +150,46 @@ pub struct ApiKey {
     pub id: String,
     pub role: KeyRole,
     pub name: Option<String>,
+    /// Milliseconds since the Unix epoch.
     pub created_at: u64,
+    /// When the key last authenticated a request, in ms since the Unix epoch; `null` when
+    /// never. The stored value may lag by up to a minute.
+    #[serde(default)]
+    pub last_used_at: Option<u64>,
+    /// When the key stops working, in ms since the Unix epoch; `null` for a key that does not
+    /// expire. Set when the key is rotated.
+    #[serde(default)]
+    pub expires_at: Option<u64>,
+}
+
+/// The body of `POST /v1/tenants/{tid}/keys/{key_id}/rotate`. An empty body is the same as
+/// `{}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateApiKeyRequest {
+    /// How long the old key keeps working next to the new one, in seconds: 0 ends it at once.
+    /// The server's default applies when it is missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap_secs: Option<u64>,
+}
+
+/// The key that replaces a rotated key. `key` is the secret and is shown only in this
+/// response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RotatedApiKey {
+    pub id: String,
+    pub key: String,
+    pub role: KeyRole,
+    pub name: Option<String>,
+    pub replaces: ReplacedApiKey,
+}
+
+/// The rotated key, which keeps working until `expires_at`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplacedApiKey {
+    pub id: String,
+    /// Milliseconds since the Unix epoch.
+    pub expires_at: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

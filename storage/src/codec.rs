@@ -6,9 +6,10 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::{MessageRecord, Result, StorageError};
+use crate::{ApiKeyRecord, KeyRole, MessageRecord, Result, StorageError, TenantId};
 
-/// Format version written in front of every value by this release, except messages.
+/// Format version written in front of every value by this release, except messages and API
+/// keys.
 pub const FORMAT_VERSION: u8 = 1;
 
 /// Format version of the message records that this release writes. Messages have their own
@@ -16,15 +17,52 @@ pub const FORMAT_VERSION: u8 = 1;
 /// layout before edits and recalls, which [`decode_message`] still reads.
 pub const MESSAGE_FORMAT_VERSION: u8 = 2;
 
+/// Format version of the API key records that this release writes. Version 1 is the layout
+/// before rotation, without `expires_at_ms`, which [`decode_api_key`] still reads.
+pub const API_KEY_FORMAT_VERSION: u8 = 2;
+
 /// Encodes `value` as `[FORMAT_VERSION, postcard bytes…]`.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT_VERSION];
+    encode_with_version(FORMAT_VERSION, value)
+}
+
+fn encode_with_version<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
+    let mut out = vec![version];
 
     // Serializing our own record types into a Vec cannot fail: they contain no maps with
     // non-string keys and no types postcard rejects.
     let body = postcard::to_stdvec(value).expect("stored records are postcard-serializable");
     out.extend_from_slice(&body);
     out
+}
+
+/// Decodes a record type with two layouts: `current_version`, and version 1, which is read as
+/// `V1` and converted. `what` names the record type in errors.
+fn decode_current_or_v1<T, V1>(what: &'static str, current_version: u8, bytes: &[u8]) -> Result<T>
+where
+    T: DeserializeOwned,
+    V1: DeserializeOwned + Into<T>,
+{
+    let Some((&version, body)) = bytes.split_first() else {
+        return Err(StorageError::Decode {
+            what,
+            reason: "empty value".into(),
+        });
+    };
+    let decoded = if version == current_version {
+        postcard::from_bytes(body)
+    } else if version == 1 {
+        postcard::from_bytes::<V1>(body).map(Into::into)
+    } else {
+        return Err(StorageError::Decode {
+            what,
+            reason: format!("unknown format version {version}, this release reads 1 and {current_version}"),
+        });
+    };
+    decoded.map_err(|e| StorageError::Decode {
+        what,
+        reason: e.to_string(),
+    })
 }
 
 /// Decodes a value written by [`encode`]. `what` names the record type in errors.
@@ -49,38 +87,13 @@ pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T
 
 /// Encodes a message as `[MESSAGE_FORMAT_VERSION, postcard bytes…]`.
 pub fn encode_message(message: &MessageRecord) -> Vec<u8> {
-    let mut out = vec![MESSAGE_FORMAT_VERSION];
-    let body = postcard::to_stdvec(message).expect("message records are postcard-serializable");
-    out.extend_from_slice(&body);
-    out
+    encode_with_version(MESSAGE_FORMAT_VERSION, message)
 }
 
 /// Decodes a message written by [`encode_message`], or by a release before edits and
 /// recalls (format version 1), which reads as neither edited nor recalled.
 pub fn decode_message(bytes: &[u8]) -> Result<MessageRecord> {
-    const WHAT: &str = "message record";
-    let Some((&version, body)) = bytes.split_first() else {
-        return Err(StorageError::Decode {
-            what: WHAT,
-            reason: "empty value".into(),
-        });
-    };
-    let decoded = match version {
-        MESSAGE_FORMAT_VERSION => postcard::from_bytes(body),
-        1 => postcard::from_bytes::<MessageRecordV1>(body).map(MessageRecord::from),
-        other => {
-            return Err(StorageError::Decode {
-                what: WHAT,
-                reason: format!(
-                    "unknown format version {other}, this release reads 1 and {MESSAGE_FORMAT_VERSION}"
-                ),
-            })
-        }
-    };
-    decoded.map_err(|e| StorageError::Decode {
-        what: WHAT,
-        reason: e.to_string(),
-    })
+    decode_current_or_v1::<MessageRecord, MessageRecordV1>("message record", MESSAGE_FORMAT_VERSION, bytes)
 }
 
 /// The layout of a message record in format version 1. Field order matters to postcard, so
@@ -98,6 +111,44 @@ struct MessageRecordV1 {
 impl From<MessageRecordV1> for MessageRecord {
     fn from(old: MessageRecordV1) -> Self {
         MessageRecord::new(old.seq, old.from, old.client_msg_id, old.ts_ms, old.body_json)
+    }
+}
+
+/// Encodes an API key as `[API_KEY_FORMAT_VERSION, postcard bytes…]`.
+pub fn encode_api_key(key: &ApiKeyRecord) -> Vec<u8> {
+    encode_with_version(API_KEY_FORMAT_VERSION, key)
+}
+
+/// Decodes an API key written by [`encode_api_key`], or by a release before rotation (format
+/// version 1), which reads as a key that does not expire.
+pub fn decode_api_key(bytes: &[u8]) -> Result<ApiKeyRecord> {
+    decode_current_or_v1::<ApiKeyRecord, ApiKeyRecordV1>("API key record", API_KEY_FORMAT_VERSION, bytes)
+}
+
+/// The layout of an API key record in format version 1. Field order matters to postcard, so
+/// this struct must never change.
+#[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct ApiKeyRecordV1 {
+    id: String,
+    tenant: TenantId,
+    role: KeyRole,
+    name: Option<String>,
+    secret_sha256: [u8; 32],
+    created_at_ms: u64,
+}
+
+impl From<ApiKeyRecordV1> for ApiKeyRecord {
+    fn from(old: ApiKeyRecordV1) -> Self {
+        ApiKeyRecord {
+            id: old.id,
+            tenant: old.tenant,
+            role: old.role,
+            name: old.name,
+            secret_sha256: old.secret_sha256,
+            created_at_ms: old.created_at_ms,
+            expires_at_ms: None,
+        }
     }
 }
 
@@ -151,6 +202,64 @@ mod tests {
         let mut bytes = encode_message(&MessageRecord::new(1, "a".into(), "m".into(), 1, "1".into()));
         bytes[0] = MESSAGE_FORMAT_VERSION + 1;
         let err = decode_message(&bytes).unwrap_err();
+        assert!(err.to_string().contains("unknown format version"), "{err}");
+    }
+
+    #[test]
+    fn api_key_roundtrip_keeps_expiry() {
+        let record = ApiKeyRecord {
+            id: "a1b2c3".into(),
+            tenant: TenantId::parse("acme").unwrap(),
+            role: KeyRole::Service,
+            name: Some("ci".into()),
+            secret_sha256: [7; 32],
+            created_at_ms: 1_700_000_000_000,
+            expires_at_ms: Some(1_700_000_060_000),
+        };
+
+        let bytes = encode_api_key(&record);
+        assert_eq!(bytes[0], API_KEY_FORMAT_VERSION);
+        assert_eq!(decode_api_key(&bytes).unwrap(), record);
+    }
+
+    #[test]
+    fn version_1_api_key_decodes_without_expiry() {
+        let old = ApiKeyRecordV1 {
+            id: "d4e5f6".into(),
+            tenant: TenantId::parse("acme").unwrap(),
+            role: KeyRole::Admin,
+            name: None,
+            secret_sha256: [9; 32],
+            created_at_ms: 1_600_000_000_000,
+        };
+        // What the release before rotation wrote: version 1, then the six fields.
+        let mut bytes = vec![1];
+        bytes.extend(postcard::to_stdvec(&old).unwrap());
+
+        let decoded = decode_api_key(&bytes).unwrap();
+
+        assert_eq!(decoded.id, "d4e5f6");
+        assert_eq!(decoded.tenant.as_str(), "acme");
+        assert_eq!(decoded.role, KeyRole::Admin);
+        assert_eq!(decoded.name, None);
+        assert_eq!(decoded.secret_sha256, [9; 32]);
+        assert_eq!(decoded.created_at_ms, 1_600_000_000_000);
+        assert_eq!(decoded.expires_at_ms, None);
+    }
+
+    #[test]
+    fn unknown_api_key_version_is_rejected() {
+        let mut bytes = encode_api_key(&ApiKeyRecord {
+            id: "k".into(),
+            tenant: TenantId::parse("acme").unwrap(),
+            role: KeyRole::Auditor,
+            name: None,
+            secret_sha256: [0; 32],
+            created_at_ms: 1,
+            expires_at_ms: None,
+        });
+        bytes[0] = API_KEY_FORMAT_VERSION + 1;
+        let err = decode_api_key(&bytes).unwrap_err();
         assert!(err.to_string().contains("unknown format version"), "{err}");
     }
 

@@ -91,6 +91,9 @@ pub struct Storage {
     registry_lock: tokio::sync::Mutex<()>,
     /// Held by a tenant's creation, migration and deletion, one at a time per server.
     lifecycle_lock: tokio::sync::Mutex<()>,
+    /// Held by every write of API keys. Rotation and recording a use read a key before they
+    /// write, and a revocation between the read and the write must not be undone.
+    api_keys_lock: tokio::sync::Mutex<()>,
     // Kept alive for as long as the databases; RocksDB holds a reference through the options.
     _write_buffer_manager: WriteBufferManager,
 }
@@ -157,6 +160,7 @@ impl Storage {
             tenant_audit_locks: parking_lot::Mutex::new(HashMap::new()),
             registry_lock: tokio::sync::Mutex::new(()),
             lifecycle_lock: tokio::sync::Mutex::new(()),
+            api_keys_lock: tokio::sync::Mutex::new(()),
             _write_buffer_manager: write_buffer_manager,
         });
         storage.remove_orphans(&names)?;
@@ -299,15 +303,16 @@ impl Storage {
         };
         let placement = self.placement(&record)?;
 
+        let keys_guard = self.api_keys_lock.lock().await;
         let mut ops = vec![
             sys_delete(keys::sys_tenant(tenant)),
             sys_delete(keys::sys_network_policy(tenant)),
         ];
         for key in self.api_keys(id)? {
-            ops.push(sys_delete(keys::sys_key(&key.id)));
-            ops.push(sys_delete(keys::sys_tenant_key_index(tenant, &key.id)));
+            ops.extend(api_key_delete_ops(tenant, &key.id));
         }
         self.committer.commit(ops).await?;
+        drop(keys_guard);
         self.tenant_audit_locks.lock().remove(id);
         self.placements.lock().remove(id);
 
@@ -539,12 +544,13 @@ impl Storage {
     // ---- API keys ----
 
     pub async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        let _guard = self.api_keys_lock.lock().await;
         self.committer.commit(api_key_ops(key).collect()).await
     }
 
     pub fn api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>> {
         self.sys_get(&keys::sys_key(key_id))?
-            .map(|bytes| codec::decode("api key record", &bytes))
+            .map(|bytes| codec::decode_api_key(&bytes))
             .transpose()
     }
 
@@ -560,13 +566,72 @@ impl Storage {
         Ok(records)
     }
 
-    pub async fn delete_api_key(&self, tenant: &TenantId, key_id: &str) -> Result<()> {
-        self.committer
-            .commit(vec![
-                sys_delete(keys::sys_key(key_id)),
-                sys_delete(keys::sys_tenant_key_index(tenant.as_str(), key_id)),
-            ])
-            .await
+    /// Returns the stored time of the key's last use, in ms since the Unix epoch, or `None`
+    /// when no use was stored.
+    pub fn api_key_last_used(&self, key_id: &str) -> Result<Option<u64>> {
+        self.sys_get(&keys::sys_key_last_used(key_id))?
+            .map(|bytes| codec::decode("API key last use", &bytes))
+            .transpose()
+    }
+
+    /// Stores `used_at_ms` as the key's last use, unless a later use is stored already.
+    /// Returns `false`, and stores nothing, when the key no longer exists, so that a use
+    /// recorded while the key is revoked leaves nothing behind.
+    pub async fn record_api_key_use(&self, key_id: &str, used_at_ms: u64) -> Result<bool> {
+        let _guard = self.api_keys_lock.lock().await;
+        if self.api_key(key_id)?.is_none() {
+            return Ok(false);
+        }
+        if self.api_key_last_used(key_id)?.is_some_and(|stored| stored >= used_at_ms) {
+            return Ok(true);
+        }
+        let op = sys_put(keys::sys_key_last_used(key_id), codec::encode(&used_at_ms));
+        self.committer.commit(vec![op]).await?;
+        Ok(true)
+    }
+
+    /// Rotates the key `key_id` of `tenant`: stores `replacement` and gives the old key
+    /// `expires_at_ms`, in one write. Returns the old key as it is stored now.
+    ///
+    /// Fails with [`StorageError::ApiKeyNotFound`] when `tenant` has no such key, and with
+    /// [`StorageError::ApiKeyExpiring`] when the key already has an expiry.
+    pub async fn rotate_api_key(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+        replacement: &ApiKeyRecord,
+        expires_at_ms: u64,
+    ) -> Result<ApiKeyRecord> {
+        assert_eq!(&replacement.tenant, tenant, "a key is replaced by a key of the same tenant");
+        let _guard = self.api_keys_lock.lock().await;
+        let mut old = self
+            .api_key(key_id)?
+            .filter(|key| &key.tenant == tenant)
+            .ok_or_else(|| StorageError::ApiKeyNotFound(key_id.to_owned()))?;
+        if let Some(expires_at_ms) = old.expires_at_ms {
+            return Err(StorageError::ApiKeyExpiring {
+                key_id: key_id.to_owned(),
+                expires_at_ms,
+            });
+        }
+
+        old.expires_at_ms = Some(expires_at_ms);
+        let mut ops = vec![sys_put(keys::sys_key(&old.id), codec::encode_api_key(&old))];
+        ops.extend(api_key_ops(replacement));
+        self.committer.commit(ops).await?;
+        Ok(old)
+    }
+
+    /// Deletes the key `key_id` of `tenant` with its index entry and its last use. Returns
+    /// `false` when `tenant` has no such key.
+    pub async fn delete_api_key(&self, tenant: &TenantId, key_id: &str) -> Result<bool> {
+        let _guard = self.api_keys_lock.lock().await;
+        let owned = self.api_key(key_id)?.is_some_and(|key| &key.tenant == tenant);
+        if !owned {
+            return Ok(false);
+        }
+        self.committer.commit(api_key_delete_ops(tenant.as_str(), key_id).collect()).await?;
+        Ok(true)
     }
 
     // ---- helpers on the sys column family ----
@@ -689,8 +754,17 @@ fn sys_delete(key: Vec<u8>) -> Op {
 
 fn api_key_ops(key: &ApiKeyRecord) -> impl Iterator<Item = Op> {
     [
-        sys_put(keys::sys_key(&key.id), codec::encode(key)),
+        sys_put(keys::sys_key(&key.id), codec::encode_api_key(key)),
         sys_put(keys::sys_tenant_key_index(key.tenant.as_str(), &key.id), Vec::new()),
+    ]
+    .into_iter()
+}
+
+fn api_key_delete_ops(tenant: &str, key_id: &str) -> impl Iterator<Item = Op> {
+    [
+        sys_delete(keys::sys_key(key_id)),
+        sys_delete(keys::sys_tenant_key_index(tenant, key_id)),
+        sys_delete(keys::sys_key_last_used(key_id)),
     ]
     .into_iter()
 }

@@ -27,6 +27,14 @@ pub enum StorageError {
     #[error("tenant {0} already exists")]
     TenantExists(String),
 
+    /// The API key does not exist, belongs to another tenant, or was revoked.
+    #[error("API key {0} not found")]
+    ApiKeyNotFound(String),
+
+    /// The API key was already rotated: it has an expiry, so it cannot be rotated again.
+    #[error("API key {key_id} was already rotated and expires at {expires_at_ms} ms since the Unix epoch")]
+    ApiKeyExpiring { key_id: String, expires_at_ms: u64 },
+
     /// The requested feature of the storage layer is not available in this release.
     #[error("{0}")]
     Unsupported(String),

@@ -7,6 +7,7 @@
 //! | `t/<tenant>` | `TenantRecord` |
 //! | `k/<key id>` | `ApiKeyRecord` |
 //! | `K/<len><tenant><key id>` | empty: index of a tenant's keys |
+//! | `l/<key id>` | `u64`: when the key last authenticated a request, in ms since the Unix epoch |
 //! | `n/<tenant>` | `NetworkPolicyRecord` |
 //! | `a/<seq: u64 big-endian>` | `AuditEntry` of the platform audit log |
 //! | `h/audit` | `AuditHead` of the platform audit log |
@@ -64,6 +65,10 @@ pub const SYS_TENANT_PREFIX: &[u8] = b"t/";
 
 pub fn sys_key(key_id: &str) -> Vec<u8> {
     [b"k/", key_id.as_bytes()].concat()
+}
+
+pub fn sys_key_last_used(key_id: &str) -> Vec<u8> {
+    [b"l/", key_id.as_bytes()].concat()
 }
 
 pub fn sys_network_policy(tenant: &str) -> Vec<u8> {

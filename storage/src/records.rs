@@ -70,7 +70,9 @@ pub enum KeyRole {
 }
 
 /// A tenant API key. Only the SHA-256 of the secret part is stored; the key itself is shown
-/// once, when it is created.
+/// once, when it is created. Encoded by [`crate::codec::encode_api_key`], which has its own
+/// format version. When the key was last used is stored under a key of its own, so that
+/// recording a use never rewrites this record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyRecord {
     pub id: String,
@@ -79,6 +81,17 @@ pub struct ApiKeyRecord {
     pub name: Option<String>,
     pub secret_sha256: [u8; 32],
     pub created_at_ms: u64,
+    /// When the key stops authenticating, in ms since the Unix epoch. Set when the key is
+    /// rotated; `None` for a key that does not expire.
+    pub expires_at_ms: Option<u64>,
+}
+
+impl ApiKeyRecord {
+    /// Returns whether the key has expired at `now_ms`. A key expires at `expires_at_ms`
+    /// itself, so a rotation with no overlap ends the old key at once.
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms.is_some_and(|expires_at_ms| expires_at_ms <= now_ms)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -54,6 +54,7 @@ pub fn tenant_record() -> (TenantRecord, ApiKeyRecord) {
         name: None,
         secret_sha256: [0; 32],
         created_at_ms: 0,
+        expires_at_ms: None,
     };
     (record, key)
 }

@@ -110,11 +110,13 @@ pub fn conversation(record: &stored::ConversationRecord, last_seq: u64) -> wire:
     }
 }
 
-pub fn api_key(record: &stored::ApiKeyRecord) -> wire::ApiKey {
+pub fn api_key(record: &stored::ApiKeyRecord, last_used_ms: Option<u64>) -> wire::ApiKey {
     wire::ApiKey {
         id: record.id.clone(),
         role: crate::auth::wire_role(record.role),
         name: record.name.clone(),
         created_at: record.created_at_ms,
+        last_used_at: last_used_ms,
+        expires_at: record.expires_at_ms,
     }
 }

@@ -102,6 +102,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(credentials::mint_token)
             .service(credentials::create_key)
             .service(credentials::list_keys)
+            .service(credentials::rotate_key)
             .service(credentials::delete_key)
             .service(branding::get_branding)
             .service(branding::put_branding),

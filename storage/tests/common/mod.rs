@@ -45,6 +45,7 @@ pub fn key_record(tenant: &str, key_id: &str) -> ApiKeyRecord {
         name: None,
         secret_sha256: [7; 32],
         created_at_ms: 0,
+        expires_at_ms: None,
     }
 }
 
