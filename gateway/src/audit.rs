@@ -9,11 +9,12 @@
 //!
 //! Failed attempts are recorded too, with their error code, once the caller is authenticated
 //! and may see the tenant. A tenant key aimed at another tenant's path gets `not_found` and is
-//! recorded nowhere, so keys cannot write into a log they cannot read.
+//! recorded nowhere, so keys cannot write into a log they cannot read. Requests rejected with
+//! `rate_limited` are not recorded either.
 
 use std::net::IpAddr;
 
-use bulkhead_proto::KeyRole;
+use bulkhead_proto::{ErrorCode, KeyRole};
 use bulkhead_storage::{
     audit::{AuditActor, AuditEntry, AuditEvent, AuditHead, AuditOutcome, AuditRole},
     TenantId,
@@ -83,6 +84,11 @@ impl AppState {
     // NOTE: the entry is written after the action, not in the same batch, so a crash between
     // the two leaves an action without its entry.
     pub async fn audit<T>(&self, caller: &Caller, record: AuditRecord<'_>, result: &Result<T, ApiError>) {
+        // A request over the tenant's REST rate limit did nothing. Recording it would let a
+        // flood write to the log at the flood's rate; the rejection is counted instead.
+        if matches!(result, Err(err) if err.code == ErrorCode::RateLimited) {
+            return;
+        }
         let event = event(caller, &record, result);
         let (tenant, platform) = match record.logs {
             AuditLogs::Platform => (None, true),

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::{Path, PathBuf}};
 
 use bulkhead_engine::EngineConfig;
 use bulkhead_proto::Quotas;
-use bulkhead_storage::StorageOptions;
+use bulkhead_storage::{QuotaLimits, StorageOptions};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -104,6 +104,7 @@ pub fn default_quotas() -> Quotas {
         max_message_bytes: 64 << 10,
         max_storage_bytes: 10 << 30,
         weight: 1,
+        rest_requests_per_sec: QuotaLimits::DEFAULT_REST_REQUESTS_PER_SEC,
     }
 }
 
@@ -132,6 +133,18 @@ mod tests {
         let example: toml::Table = toml::from_str(&text).unwrap();
         let defaults = toml::Table::try_from(Config::default()).unwrap();
         assert_eq!(example, defaults);
+    }
+
+    #[test]
+    fn quotas_without_rest_rate_get_the_default() {
+        // A config file written before rest_requests_per_sec existed still loads.
+        let text = "[default_quotas]\ncpu_millicores = 500\nmemory_bytes = 1\ningress_bytes_per_sec = 1\n\
+                    egress_bytes_per_sec = 1\nmax_connections = 1\nmax_message_bytes = 1\n\
+                    max_storage_bytes = 1\nweight = 1\n";
+        let config: Config = toml::from_str(text).unwrap();
+        assert_eq!(config.default_quotas.cpu_millicores, 500);
+        assert_eq!(config.default_quotas.rest_requests_per_sec, QuotaLimits::DEFAULT_REST_REQUESTS_PER_SEC);
+        assert_eq!(bulkhead_proto::DEFAULT_REST_REQUESTS_PER_SEC, QuotaLimits::DEFAULT_REST_REQUESTS_PER_SEC);
     }
 
     #[test]

@@ -161,7 +161,7 @@ impl Storage {
                 .map_err(|e| StorageError::rocks(format!("failed to create column family for tenant {tenant}"), e))?;
         }
 
-        let mut ops = vec![sys_put(keys::sys_tenant(tenant), codec::encode(record))];
+        let mut ops = vec![sys_put(keys::sys_tenant(tenant), codec::encode_tenant(record))];
         ops.extend(api_key_ops(first_key));
         self.committer.commit(ops).await
     }
@@ -172,20 +172,20 @@ impl Storage {
             return Err(StorageError::TenantNotFound(record.id.to_string()));
         }
         self.committer
-            .commit(vec![sys_put(keys::sys_tenant(record.id.as_str()), codec::encode(record))])
+            .commit(vec![sys_put(keys::sys_tenant(record.id.as_str()), codec::encode_tenant(record))])
             .await
     }
 
     pub fn tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>> {
         self.sys_get(&keys::sys_tenant(id.as_str()))?
-            .map(|bytes| codec::decode("tenant record", &bytes))
+            .map(|bytes| codec::decode_tenant(&bytes))
             .transpose()
     }
 
     pub fn tenants(&self) -> Result<Vec<TenantRecord>> {
         self.sys_scan(keys::SYS_TENANT_PREFIX)?
             .into_iter()
-            .map(|(_, value)| codec::decode("tenant record", &value))
+            .map(|(_, value)| codec::decode_tenant(&value))
             .collect()
     }
 
