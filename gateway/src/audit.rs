@@ -20,7 +20,7 @@ use bulkhead_storage::{
     TenantId,
 };
 
-use crate::{auth::Principal, error::ApiError, state::AppState};
+use crate::{auth::Principal, error::ApiError, state::AppState, tenant_host::HostPin};
 
 /// An audited action. The names are part of the API: `GET …/audit?action=` filters by them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,11 +52,13 @@ impl AuditAction {
     }
 }
 
-/// An authenticated caller and the address its request came from.
+/// An authenticated caller, the address its request came from and the tenant its `Host`
+/// pins it to.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub principal: Principal,
     pub source: IpAddr,
+    pub host_pin: HostPin,
 }
 
 /// The logs an entry is written to.

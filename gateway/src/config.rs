@@ -9,6 +9,8 @@ use bulkhead_storage::{QuotaLimits, StorageOptions};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::tenant_host;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -35,6 +37,10 @@ pub struct Config {
     /// Proxies whose `X-Forwarded-For` header names the client, as CIDR blocks. Requests
     /// from any other peer are judged by their TCP peer address, whatever the header contains.
     pub trusted_proxies: Vec<IpNet>,
+    /// DNS suffix of tenant host names, such as `chat.example.com`. When set, a request whose
+    /// `Host` is `<tid>.<suffix>` reaches only tenant `<tid>`. Unset by default: no request
+    /// is pinned.
+    pub tenant_host_suffix: Option<String>,
     /// Quotas of a tenant created without explicit values.
     pub default_quotas: Quotas,
 }
@@ -87,6 +93,7 @@ impl Default for Config {
             engine: EngineConfig::default(),
             websocket: WebSocketConfig::default(),
             trusted_proxies: Vec::new(),
+            tenant_host_suffix: None,
             default_quotas: default_quotas(),
         }
     }
@@ -116,7 +123,14 @@ impl Config {
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("failed to read config file {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("invalid config file {}: {e}", path.display()))
+        let mut config: Config =
+            toml::from_str(&text).map_err(|e| format!("invalid config file {}: {e}", path.display()))?;
+        if let Some(suffix) = &config.tenant_host_suffix {
+            let suffix = tenant_host::normalize_suffix(suffix)
+                .map_err(|e| format!("invalid config file {}: {e}", path.display()))?;
+            config.tenant_host_suffix = Some(suffix);
+        }
+        Ok(config)
     }
 }
 
@@ -145,6 +159,19 @@ mod tests {
         assert_eq!(config.default_quotas.cpu_millicores, 500);
         assert_eq!(config.default_quotas.rest_requests_per_sec, QuotaLimits::DEFAULT_REST_REQUESTS_PER_SEC);
         assert_eq!(bulkhead_proto::DEFAULT_REST_REQUESTS_PER_SEC, QuotaLimits::DEFAULT_REST_REQUESTS_PER_SEC);
+    }
+
+    #[test]
+    fn host_suffix_is_normalized_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bulkhead.toml");
+        std::fs::write(&path, "tenant_host_suffix = \".Chat.Example.com\"\n").unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.tenant_host_suffix.as_deref(), Some("chat.example.com"));
+
+        std::fs::write(&path, "tenant_host_suffix = \"\"\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err();
+        assert!(err.contains("tenant_host_suffix"), "{err}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::{
     config::Config,
     error::ApiError,
     network::{self, NetworkPolicies},
+    tenant_host::HostPin,
 };
 
 pub struct AppState {
@@ -46,10 +47,14 @@ impl AppState {
     }
 
     /// Checks that an authenticated caller may perform `action` on tenant `tid`, and takes
-    /// one token of the tenant's REST rate limit.
+    /// one token of the tenant's REST rate limit. A tenant that the request's `Host` does not
+    /// pin is not found, as if it did not exist.
     pub fn scope(&self, caller: &Caller, tid: &str, action: Action) -> Result<TenantContext, ApiError> {
         let principal = caller.principal.clone();
         let tenant_id = TenantId::parse(tid).map_err(|_| ApiError::not_found(format!("tenant {tid}")))?;
+        if !caller.host_pin.admits(&tenant_id) {
+            return Err(ApiError::not_found(format!("tenant {tenant_id}")));
+        }
         let authorized = auth::authorize(&principal, action, Some(&tenant_id));
         // Another tenant's credential gets not_found before anything is counted, so it can
         // neither probe for the tenant nor spend its tokens.
@@ -89,7 +94,16 @@ impl AppState {
         if let Some(tenant) = principal.tenant() {
             self.network_policies.check(self.engine.storage(), tenant, source)?;
         }
-        Ok(Caller { principal, source })
+        Ok(Caller {
+            principal,
+            source,
+            host_pin: self.host_pin(req),
+        })
+    }
+
+    /// Returns the tenant that the request's `Host` pins it to, under `tenant_host_suffix`.
+    pub fn host_pin(&self, req: &HttpRequest) -> HostPin {
+        HostPin::of_request(req, self.config.tenant_host_suffix.as_deref())
     }
 
     /// Returns the client's address, read from `X-Forwarded-For` when the peer is a trusted
