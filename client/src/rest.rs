@@ -25,7 +25,7 @@ const CONFIRM_DELETE_HEADER: &str = "X-Confirm-Delete";
 const CONFIRM_NETWORK_POLICY_HEADER: &str = "X-Confirm-Network-Policy";
 
 /// Times a typed call is sent again after HTTP 429, by default. The server's REST rate limit
-/// refills within one second, so five retries outlast a burst of concurrent callers; the
+/// refills within one second, so five retries outlast a burst of concurrent callers. The
 /// number may change.
 pub const DEFAULT_RATE_LIMIT_RETRIES: u32 = 5;
 

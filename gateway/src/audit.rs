@@ -87,7 +87,7 @@ impl AppState {
     // the two leaves an action without its entry.
     pub async fn audit<T>(&self, caller: &Caller, record: AuditRecord<'_>, result: &Result<T, ApiError>) {
         // A request over the tenant's REST rate limit did nothing. Recording it would let a
-        // flood write to the log at the flood's rate; the rejection is counted instead.
+        // flood write to the log at the flood's rate, so the rejection is only counted.
         if matches!(result, Err(err) if err.code == ErrorCode::RateLimited) {
             return;
         }

@@ -3,8 +3,8 @@
 //! With `tenant_host_suffix` set to, say, `chat.example.com`, a request whose `Host` is
 //! `acme.chat.example.com` is pinned to tenant `acme`. A REST path naming another tenant gets
 //! `not_found`, and a WebSocket token of another tenant gets the 401 of a token whose tenant
-//! does not exist, so a tenant's host name cannot be used to probe for or reach other
-//! tenants. Requests whose `Host` is not under the suffix, and every request while the
+//! does not exist. So a tenant's host name cannot be used to probe for other tenants or to
+//! reach them. Requests whose `Host` is not under the suffix, and every request while the
 //! suffix is unset, are not pinned.
 //!
 //! Only the `Host` header is read, or the URI's authority when the request has no `Host`

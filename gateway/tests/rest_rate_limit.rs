@@ -1,5 +1,5 @@
 //! A tenant over its `rest_requests_per_sec` gets 429 `rate_limited` with `Retry-After`,
-//! while another tenant's requests at the same moment succeed; the rejections show in
+//! while another tenant's requests at the same moment succeed. The rejections show in
 //! `usage` and `/metrics`, and the series go away with the tenant.
 
 mod common;

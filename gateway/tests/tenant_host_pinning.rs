@@ -31,7 +31,7 @@ async fn tenant_host_reaches_only_its_tenant() -> TestResult {
         assert_eq!(response.status, 200, "{}", response.body);
     }
 
-    // globex's paths there are answered like those of a tenant that does not exist.
+    // globex's paths there get the response of a tenant that does not exist.
     let missing = raw_http::get(addr, &plain_host, "/v1/tenants/nosuch/users", ADMIN_TOKEN).await;
     assert_eq!(missing.status, 404);
     for credential in [globex.rest.credential(), ADMIN_TOKEN] {
@@ -50,10 +50,10 @@ async fn tenant_host_reaches_only_its_tenant() -> TestResult {
 
     // WebSocket: a globex token on acme's host gets the same 401 as a token whose tenant
     // was deleted.
-    let gone = create_tenant(&server, "gone", &["ghost"]).await;
-    let gone_token = token(&gone, "ghost").await;
-    admin(&server).delete_tenant("gone").await?;
-    let unknown = raw_http::ws_upgrade(addr, &plain_host, &gone_token).await;
+    let deleted = create_tenant(&server, "deleted", &["ghost"]).await;
+    let deleted_token = token(&deleted, "ghost").await;
+    admin(&server).delete_tenant("deleted").await?;
+    let unknown = raw_http::ws_upgrade(addr, &plain_host, &deleted_token).await;
     assert_eq!(unknown.status, 401, "{}", unknown.body);
 
     let gina = token(&globex, "gina").await;

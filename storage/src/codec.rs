@@ -23,7 +23,42 @@ pub const MESSAGE_FORMAT_VERSION: u8 = 2;
 
 /// Encodes `value` as `[FORMAT_VERSION, postcard bytes…]`.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT_VERSION];
+    encode_versioned(FORMAT_VERSION, value)
+}
+
+/// Decodes a value written by [`encode`]. `what` names the record type in errors.
+pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T> {
+    let (version, body) = split_version(what, bytes)?;
+    if version != FORMAT_VERSION {
+        return Err(StorageError::Decode {
+            what,
+            reason: format!("unknown format version {version}, this release reads {FORMAT_VERSION}"),
+        });
+    }
+    postcard::from_bytes(body).map_err(|e| decode_failed(what, e))
+}
+
+/// Encodes a message as `[MESSAGE_FORMAT_VERSION, postcard bytes…]`.
+pub fn encode_message(message: &MessageRecord) -> Vec<u8> {
+    encode_versioned(MESSAGE_FORMAT_VERSION, message)
+}
+
+/// Decodes a message written by [`encode_message`], or by a release before edits and
+/// recalls (format version 1), which reads as neither edited nor recalled.
+pub fn decode_message(bytes: &[u8]) -> Result<MessageRecord> {
+    const WHAT: &str = "message record";
+    let (version, body) = split_version(WHAT, bytes)?;
+    let decoded = match version {
+        MESSAGE_FORMAT_VERSION => postcard::from_bytes(body),
+        1 => postcard::from_bytes::<MessageRecordV1>(body).map(MessageRecord::from),
+        other => return Err(unknown_version(WHAT, other, MESSAGE_FORMAT_VERSION)),
+    };
+    decoded.map_err(|e| decode_failed(WHAT, e))
+}
+
+/// Encodes `value` as `[version, postcard bytes…]`.
+fn encode_versioned<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
+    let mut out = vec![version];
 
     // Serializing our own record types into a Vec cannot fail: they contain no maps with
     // non-string keys and no types postcard rejects.
@@ -32,60 +67,30 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     out
 }
 
-/// Decodes a value written by [`encode`]. `what` names the record type in errors.
-pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T> {
-    let Some((&version, body)) = bytes.split_first() else {
-        return Err(StorageError::Decode {
+/// Splits a stored value into its format version byte and its postcard body.
+fn split_version<'a>(what: &'static str, bytes: &'a [u8]) -> Result<(u8, &'a [u8])> {
+    match bytes.split_first() {
+        Some((&version, body)) => Ok((version, body)),
+        None => Err(StorageError::Decode {
             what,
             reason: "empty value".into(),
-        });
-    };
-    if version != FORMAT_VERSION {
-        return Err(StorageError::Decode {
-            what,
-            reason: format!("unknown format version {version}, this release reads {FORMAT_VERSION}"),
-        });
+        }),
     }
-    postcard::from_bytes(body).map_err(|e| StorageError::Decode {
+}
+
+/// The error for a record type that this release reads in versions 1 and `current`.
+fn unknown_version(what: &'static str, version: u8, current: u8) -> StorageError {
+    StorageError::Decode {
         what,
-        reason: e.to_string(),
-    })
+        reason: format!("unknown format version {version}, this release reads 1 and {current}"),
+    }
 }
 
-/// Encodes a message as `[MESSAGE_FORMAT_VERSION, postcard bytes…]`.
-pub fn encode_message(message: &MessageRecord) -> Vec<u8> {
-    let mut out = vec![MESSAGE_FORMAT_VERSION];
-    let body = postcard::to_stdvec(message).expect("message records are postcard-serializable");
-    out.extend_from_slice(&body);
-    out
-}
-
-/// Decodes a message written by [`encode_message`], or by a release before edits and
-/// recalls (format version 1), which reads as neither edited nor recalled.
-pub fn decode_message(bytes: &[u8]) -> Result<MessageRecord> {
-    const WHAT: &str = "message record";
-    let Some((&version, body)) = bytes.split_first() else {
-        return Err(StorageError::Decode {
-            what: WHAT,
-            reason: "empty value".into(),
-        });
-    };
-    let decoded = match version {
-        MESSAGE_FORMAT_VERSION => postcard::from_bytes(body),
-        1 => postcard::from_bytes::<MessageRecordV1>(body).map(MessageRecord::from),
-        other => {
-            return Err(StorageError::Decode {
-                what: WHAT,
-                reason: format!(
-                    "unknown format version {other}, this release reads 1 and {MESSAGE_FORMAT_VERSION}"
-                ),
-            })
-        }
-    };
-    decoded.map_err(|e| StorageError::Decode {
-        what: WHAT,
-        reason: e.to_string(),
-    })
+fn decode_failed(what: &'static str, err: postcard::Error) -> StorageError {
+    StorageError::Decode {
+        what,
+        reason: err.to_string(),
+    }
 }
 
 /// The layout of a message record in format version 1. Field order matters to postcard, so
@@ -108,10 +113,7 @@ impl From<MessageRecordV1> for MessageRecord {
 
 /// Encodes a tenant record as `[TENANT_FORMAT_VERSION, postcard bytes…]`.
 pub fn encode_tenant(record: &TenantRecord) -> Vec<u8> {
-    let mut out = vec![TENANT_FORMAT_VERSION];
-    let body = postcard::to_stdvec(record).expect("tenant records are postcard-serializable");
-    out.extend_from_slice(&body);
-    out
+    encode_versioned(TENANT_FORMAT_VERSION, record)
 }
 
 /// Decodes a tenant record written by [`encode_tenant`], or by a release before
@@ -120,26 +122,13 @@ pub fn encode_tenant(record: &TenantRecord) -> Vec<u8> {
 /// config file, which this crate does not see.
 pub fn decode_tenant(bytes: &[u8]) -> Result<TenantRecord> {
     const WHAT: &str = "tenant record";
-    let Some((&version, body)) = bytes.split_first() else {
-        return Err(StorageError::Decode {
-            what: WHAT,
-            reason: "empty value".into(),
-        });
-    };
+    let (version, body) = split_version(WHAT, bytes)?;
     let decoded = match version {
         TENANT_FORMAT_VERSION => postcard::from_bytes(body),
         1 => postcard::from_bytes::<TenantRecordV1>(body).map(TenantRecord::from),
-        other => {
-            return Err(StorageError::Decode {
-                what: WHAT,
-                reason: format!("unknown format version {other}, this release reads 1 and {TENANT_FORMAT_VERSION}"),
-            })
-        }
+        other => return Err(unknown_version(WHAT, other, TENANT_FORMAT_VERSION)),
     };
-    decoded.map_err(|e| StorageError::Decode {
-        what: WHAT,
-        reason: e.to_string(),
-    })
+    decoded.map_err(|e| decode_failed(WHAT, e))
 }
 
 /// The layout of a tenant record in format version 1. Field order matters to postcard, so

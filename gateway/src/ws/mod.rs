@@ -27,7 +27,7 @@ pub(crate) async fn upgrade(req: HttpRequest, body: web::Payload, state: web::Da
     let token = auth::bearer(&req, true).ok_or_else(|| ApiError::unauthorized("missing token"))?;
 
     // A token that names an unknown tenant is as invalid as a forged one: both get 401. On a
-    // tenant host name, a token of any other tenant is answered the same way.
+    // tenant host name, a token of any other tenant is rejected the same way.
     let tenant_id = auth::claimed_tenant(&token)?;
     if !state.host_pin(&req).admits(&tenant_id) {
         return Err(ApiError::unauthorized("invalid token"));

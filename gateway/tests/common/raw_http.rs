@@ -8,7 +8,7 @@ use tokio::{
     net::TcpStream,
 };
 
-/// Bound on one exchange, so a server that never answers fails the test instead of hanging.
+/// Bound on one exchange, so a server that never responds fails the test instead of hanging.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A response: status, headers (names in lower case) and body.
@@ -27,12 +27,12 @@ impl RawResponse {
             .map(|(_, value)| value.as_str())
     }
 
-    /// The body as JSON, or `Null` when it is empty or not JSON.
+    /// Parses the body as JSON, or returns `Null` when it is empty or not JSON.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
     }
 
-    /// The `error.code` of an error envelope, or `""`.
+    /// Returns the `error.code` of an error envelope, or `""`.
     pub fn error_code(&self) -> String {
         self.json()["error"]["code"].as_str().unwrap_or_default().to_owned()
     }
@@ -63,7 +63,7 @@ async fn exchange(addr: SocketAddr, head: &str) -> RawResponse {
         read_response(&mut tcp).await
     })
     .await
-    .expect("the server answers within the timeout")
+    .expect("the server responds within the timeout")
 }
 
 /// Reads the status line, the headers and a body of `Content-Length` bytes (none for 101).
