@@ -24,16 +24,42 @@ const CONFIRM_DELETE_HEADER: &str = "X-Confirm-Delete";
 /// Header that the server requires on network policy changes, set to the tenant id.
 const CONFIRM_NETWORK_POLICY_HEADER: &str = "X-Confirm-Network-Policy";
 
+/// Times a typed call is sent again after HTTP 429, by default. The server's REST rate limit
+/// refills within one second, so five retries outlast a burst of concurrent callers. The
+/// number may change.
+pub const DEFAULT_RATE_LIMIT_RETRIES: u32 = 5;
+
+/// Longest `Retry-After` that a typed call waits for. A longer one is returned to the caller
+/// as the error, since waiting that long inside one call would look like a hang.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// Wait after a 429 without a readable `Retry-After` header.
+const RETRY_AFTER_FALLBACK: Duration = Duration::from_secs(1);
+
 /// A client for the REST API, bound to one base URL and one credential.
 ///
 /// The credential is a platform admin token or a tenant API key, sent as
 /// `Authorization: Bearer <credential>`. Cloning is cheap and shares the connection pool.
 /// This build of reqwest has no TLS support, so `base_url` must be `http://`.
+///
+/// A typed call that gets HTTP 429 (`rate_limited`, or `quota_exceeded` on a send) waits for
+/// the response's `Retry-After` and sends the request again, at most
+/// [`DEFAULT_RATE_LIMIT_RETRIES`] times (see [`RestClient::with_rate_limit_retries`]). The
+/// server rejects a request with 429 before doing any of its work, so a retried `POST` is
+/// not applied twice. [`RestClient::request`] never retries.
 #[derive(Debug, Clone)]
 pub struct RestClient {
     http: reqwest::Client,
     base_url: String,
     credential: String,
+    rate_limit_retries: u32,
+}
+
+/// One HTTP response: status, body text and the `Retry-After` header.
+struct Response {
+    status: u16,
+    text: String,
+    retry_after: Option<Duration>,
 }
 
 /// The path of a typed REST call, kept as segments so that ids are percent-encoded.
@@ -72,6 +98,7 @@ impl RestClient {
             http,
             base_url: base_url.into().trim_end_matches('/').to_string(),
             credential: credential.into(),
+            rate_limit_retries: DEFAULT_RATE_LIMIT_RETRIES,
         }
     }
 
@@ -81,7 +108,15 @@ impl RestClient {
             http: self.http.clone(),
             base_url: self.base_url.clone(),
             credential: credential.into(),
+            rate_limit_retries: self.rate_limit_retries,
         }
+    }
+
+    /// Sets how many times a typed call is sent again after HTTP 429; 0 returns the first
+    /// 429 as the error.
+    pub fn with_rate_limit_retries(mut self, retries: u32) -> RestClient {
+        self.rate_limit_retries = retries;
+        self
     }
 
     pub fn base_url(&self) -> &str {
@@ -401,9 +436,9 @@ impl RestClient {
     /// Fetches `GET /metrics` in the Prometheus text format.
     pub async fn metrics_text(&self) -> Result<String, ClientError> {
         let url = self.route_url(Route::new(&["metrics"]))?;
-        let (status, text) = self.execute(Method::GET, url, None, &[]).await?;
-        check_status(status, &text)?;
-        Ok(text)
+        let response = self.execute(Method::GET, url, None, &[]).await?;
+        check_status(response.status, &response.text)?;
+        Ok(response.text)
     }
 
     /// Sends any request and returns the status and body without judging either, so tests
@@ -426,7 +461,7 @@ impl RestClient {
             .map_err(|e| ClientError::Transport(format!("invalid URL {url:?}: {e}")))?;
         let body = body.map(|value| value.to_string());
 
-        let (status, text) = self.execute(method, url, body, headers).await?;
+        let Response { status, text, .. } = self.send_once(method, url, body, headers).await?;
 
         let value = if text.is_empty() {
             Value::Null
@@ -446,7 +481,7 @@ impl RestClient {
         let url = self.route_url(route)?;
         let body = body.map(encode_body).transpose()?;
 
-        let (status, text) = self.execute(method, url, body, headers).await?;
+        let Response { status, text, .. } = self.execute(method, url, body, headers).await?;
         check_status(status, &text)?;
 
         serde_json::from_str(&text).map_err(|e| {
@@ -472,8 +507,8 @@ impl RestClient {
         headers: &[(&str, &str)],
     ) -> Result<(), ClientError> {
         let url = self.route_url(route)?;
-        let (status, text) = self.execute(method, url, None, headers).await?;
-        check_status(status, &text)
+        let response = self.execute(method, url, None, headers).await?;
+        check_status(response.status, &response.text)
     }
 
     fn route_url(&self, route: Route<'_>) -> Result<Url, ClientError> {
@@ -496,14 +531,41 @@ impl RestClient {
         Ok(url)
     }
 
-    /// Sends one request and reads the whole body as text.
+    /// Sends a request and reads the whole body as text. After HTTP 429 it waits for the
+    /// `Retry-After` time and sends the request again, up to `rate_limit_retries` times, and
+    /// returns the last response.
     async fn execute(
         &self,
         method: Method,
         url: Url,
         body: Option<String>,
         headers: &[(&str, &str)],
-    ) -> Result<(u16, String), ClientError> {
+    ) -> Result<Response, ClientError> {
+        let mut retries = 0;
+        loop {
+            let response = self.send_once(method.clone(), url.clone(), body.clone(), headers).await?;
+            if response.status != 429 || retries == self.rate_limit_retries {
+                return Ok(response);
+            }
+
+            let wait = response.retry_after.unwrap_or(RETRY_AFTER_FALLBACK);
+            if wait > MAX_RETRY_AFTER {
+                return Ok(response);
+            }
+            retries += 1;
+            tracing::debug!(%method, %url, retry = retries, wait_secs = wait.as_secs_f64(), "HTTP 429; retrying after Retry-After");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Sends one request and reads the whole body as text.
+    async fn send_once(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<String>,
+        headers: &[(&str, &str)],
+    ) -> Result<Response, ClientError> {
         let mut builder = self.http.request(method, url);
 
         let overrides_auth = headers
@@ -523,9 +585,20 @@ impl RestClient {
 
         let response = builder.send().await.map_err(transport_error)?;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_retry_after);
         let text = response.text().await.map_err(transport_error)?;
-        Ok((status, text))
+        Ok(Response { status, text, retry_after })
     }
+}
+
+/// Parses a `Retry-After` value in whole seconds. The HTTP-date form, which the server does
+/// not send, reads as `None`.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 fn encode_body(body: &impl Serialize) -> Result<String, ClientError> {
@@ -596,6 +669,14 @@ mod tests {
             }
             other => panic!("expected ClientError::Http, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn retry_after_reads_whole_seconds() {
+        assert_eq!(parse_retry_after("1"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_retry_after(" 120 "), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(parse_retry_after("-1"), None);
     }
 
     #[test]

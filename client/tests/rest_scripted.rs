@@ -385,3 +385,71 @@ async fn refused_connection_is_transport_error() {
     };
     assert!(message.to_lowercase().contains("refused"), "{message}");
 }
+
+/// A 429 status line followed by a `Retry-After` header line; `write_response` appends the
+/// remaining headers after it.
+const RATE_LIMITED_1S: &str = "429 Too Many Requests\r\nRetry-After: 1";
+const RATE_LIMITED_1H: &str = "429 Too Many Requests\r\nRetry-After: 3600";
+const RATE_LIMITED_BODY: &str = r#"{"error":{"code":"rate_limited","message":"slow down","retry_after_ms":400}}"#;
+const USER: &str = r#"{"id":"alice","created_at":1}"#;
+
+fn alice() -> CreateUserRequest {
+    CreateUserRequest {
+        id: "alice".into(),
+        display_name: None,
+    }
+}
+
+#[tokio::test]
+async fn rate_limited_call_is_retried() {
+    let server = ScriptedHttp::start(vec![(RATE_LIMITED_1S, RATE_LIMITED_BODY), ("201 Created", USER)]).await;
+    let client = RestClient::new(&server.base_url, "key");
+
+    let user = client.create_user("acme", &alice()).await.unwrap();
+
+    assert_eq!(user.id, "alice");
+    let (first, second) = (server.request(0), server.request(1));
+    assert_eq!(second.method, "POST");
+    assert_eq!(second.target, first.target);
+    assert_eq!(second.json(), first.json());
+}
+
+#[tokio::test]
+async fn rate_limit_retries_are_bounded() {
+    let server = ScriptedHttp::start(vec![
+        (RATE_LIMITED_1S, RATE_LIMITED_BODY),
+        (RATE_LIMITED_1S, RATE_LIMITED_BODY),
+        ("201 Created", USER),
+    ])
+    .await;
+    let client = RestClient::new(&server.base_url, "key").with_rate_limit_retries(1);
+
+    let error = client.create_user("acme", &alice()).await.unwrap_err();
+
+    assert_eq!(error.http_status(), Some(429));
+    assert_eq!(error.code(), Some(ErrorCode::RateLimited));
+    assert_eq!(server.requests.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn long_retry_after_is_not_waited_for() {
+    let server = ScriptedHttp::start(vec![(RATE_LIMITED_1H, RATE_LIMITED_BODY), ("201 Created", USER)]).await;
+    let client = RestClient::new(&server.base_url, "key");
+
+    let error = client.create_user("acme", &alice()).await.unwrap_err();
+
+    assert_eq!(error.code(), Some(ErrorCode::RateLimited));
+    assert_eq!(server.requests.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn raw_request_is_not_retried() {
+    let server = ScriptedHttp::start(vec![(RATE_LIMITED_1S, RATE_LIMITED_BODY), ("201 Created", USER)]).await;
+    let client = RestClient::new(&server.base_url, "key");
+
+    let (status, body) = client.request(Method::GET, "/v1/tenants/acme", None, &[]).await.unwrap();
+
+    assert_eq!(status, 429);
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert_eq!(server.requests.lock().unwrap().len(), 1);
+}

@@ -22,23 +22,27 @@ pub enum RejectReason {
     Connections,
     PayloadTooLarge,
     SlowConsumer,
+    /// A REST request over the tenant's `rest_requests_per_sec`.
+    RateLimited,
 }
 
 impl RejectReason {
-    const ALL: [RejectReason; 5] = [
+    const ALL: [RejectReason; 6] = [
         RejectReason::Memory,
         RejectReason::Storage,
         RejectReason::Connections,
         RejectReason::PayloadTooLarge,
         RejectReason::SlowConsumer,
+        RejectReason::RateLimited,
     ];
 
-    /// The reason for a rejection by the quota of `resource`. Only memory, storage and
-    /// connections reject; CPU and bandwidth quotas delay instead.
+    /// The reason for a rejection by the quota of `resource`. Only memory, storage,
+    /// connections and REST requests reject; CPU and bandwidth quotas delay instead.
     fn for_resource(resource: Resource) -> Self {
         match resource {
             Resource::Storage => RejectReason::Storage,
             Resource::Connections => RejectReason::Connections,
+            Resource::RestRequests => RejectReason::RateLimited,
             _ => RejectReason::Memory,
         }
     }
@@ -50,6 +54,7 @@ impl RejectReason {
             RejectReason::Connections => "connections",
             RejectReason::PayloadTooLarge => "payload_too_large",
             RejectReason::SlowConsumer => "slow_consumer",
+            RejectReason::RateLimited => "rate_limited",
         }
     }
 }
@@ -67,7 +72,8 @@ struct Histogram {
     sum_nanos: AtomicU64,
 }
 
-/// Bytes per second over the last whole second, for the bandwidth usage gauges.
+/// Amount per second over the last whole second (bytes, or REST requests), for the usage
+/// gauges of rate quotas.
 #[derive(Default)]
 struct RateMeter {
     second: u64,
@@ -108,6 +114,7 @@ pub struct TenantMetrics {
     cpu_nanos: AtomicU64,
     ingress_rate: Mutex<RateMeter>,
     egress_rate: Mutex<RateMeter>,
+    rest_rate: Mutex<RateMeter>,
     latency: Histogram,
 }
 
@@ -151,6 +158,11 @@ impl TenantMetrics {
         self.egress_rate.lock().add(bytes, now);
     }
 
+    /// Counts one admitted REST request.
+    pub fn rest_request(&self, now: Duration) {
+        self.rest_rate.lock().add(1, now);
+    }
+
     pub fn cpu_used(&self, cpu: Duration) {
         self.cpu_nanos.fetch_add(cpu.as_nanos() as u64, Ordering::Relaxed);
     }
@@ -172,13 +184,19 @@ impl TenantMetrics {
     pub fn egress_rate(&self, now: Duration) -> u64 {
         self.egress_rate.lock().rate(now)
     }
+
+    /// Admitted REST requests in the last whole second.
+    pub fn rest_request_rate(&self, now: Duration) -> u64 {
+        self.rest_rate.lock().rate(now)
+    }
 }
 
 /// One tenant's values at render time.
 pub struct TenantSnapshot<'a> {
     pub tenant: &'a str,
     pub metrics: &'a TenantMetrics,
-    /// `(resource, limit, usage)` in base units: cores, bytes, bytes per second, count.
+    /// `(resource, limit, usage)` in base units: cores, bytes, bytes per second, count,
+    /// requests per second.
     pub quotas: Vec<(Resource, f64, f64)>,
     pub backlog_bytes: u64,
     pub backlog_messages: u64,
@@ -191,7 +209,7 @@ pub fn render(tenants: &[TenantSnapshot<'_>], out: &mut String) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     };
 
-    header(out, "bulkhead_tenant_quota", "gauge", "Quota limit per tenant and resource, in cores, bytes, bytes/s or connections.");
+    header(out, "bulkhead_tenant_quota", "gauge", "Quota limit per tenant and resource, in cores, bytes, bytes/s, connections or requests/s.");
     for t in tenants {
         for (resource, limit, _) in &t.quotas {
             let _ = writeln!(out, "bulkhead_tenant_quota{{tenant=\"{}\",resource=\"{}\"}} {limit}", t.tenant, resource.as_str());

@@ -559,7 +559,7 @@ impl TenantHandle {
     }
 
     /// Returns every quota as `(resource, limit, usage)` in base units: cores, bytes, bytes per
-    /// second, connections.
+    /// second, connections, requests per second.
     pub fn quota_usage(&self) -> Vec<(Resource, f64, f64)> {
         let quota = &self.inner.quota;
         let limits = quota.limits();
@@ -571,6 +571,7 @@ impl TenantHandle {
             (Resource::EgressBandwidth, limits.egress_bytes_per_sec as f64, quota.metrics.egress_rate(now) as f64),
             (Resource::Connections, limits.max_connections as f64, self.connection_count() as f64),
             (Resource::Storage, limits.max_storage_bytes as f64, self.storage_bytes() as f64),
+            (Resource::RestRequests, limits.rest_requests_per_sec as f64, quota.metrics.rest_request_rate(now) as f64),
         ]
     }
 

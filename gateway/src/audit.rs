@@ -9,17 +9,18 @@
 //!
 //! Failed attempts are recorded too, with their error code, once the caller is authenticated
 //! and may see the tenant. A tenant key aimed at another tenant's path gets `not_found` and is
-//! recorded nowhere, so keys cannot write into a log they cannot read.
+//! recorded nowhere, so keys cannot write into a log they cannot read. Requests rejected with
+//! `rate_limited` are not recorded either.
 
 use std::net::IpAddr;
 
-use bulkhead_proto::KeyRole;
+use bulkhead_proto::{ErrorCode, KeyRole};
 use bulkhead_storage::{
     audit::{AuditActor, AuditEntry, AuditEvent, AuditHead, AuditOutcome, AuditRole},
     TenantId,
 };
 
-use crate::{auth::Principal, error::ApiError, state::AppState};
+use crate::{auth::Principal, error::ApiError, state::AppState, tenant_host::HostPin};
 
 /// An audited action. The names are part of the API: `GET …/audit?action=` filters by them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,11 +56,13 @@ impl AuditAction {
     }
 }
 
-/// An authenticated caller and the address its request came from.
+/// An authenticated caller, the address its request came from and the tenant its `Host`
+/// pins it to.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub principal: Principal,
     pub source: IpAddr,
+    pub host_pin: HostPin,
 }
 
 /// The logs an entry is written to.
@@ -87,6 +90,11 @@ impl AppState {
     // NOTE: the entry is written after the action, not in the same batch, so a crash between
     // the two leaves an action without its entry.
     pub async fn audit<T>(&self, caller: &Caller, record: AuditRecord<'_>, result: &Result<T, ApiError>) {
+        // A request over the tenant's REST rate limit did nothing. Recording it would let a
+        // flood write to the log at the flood's rate, so the rejection is only counted.
+        if matches!(result, Err(err) if err.code == ErrorCode::RateLimited) {
+            return;
+        }
         let event = event(caller, &record, result);
         let (tenant, platform) = match record.logs {
             AuditLogs::Platform => (None, true),

@@ -5,9 +5,11 @@ use std::{net::SocketAddr, path::{Path, PathBuf}};
 
 use bulkhead_engine::EngineConfig;
 use bulkhead_proto::Quotas;
-use bulkhead_storage::StorageOptions;
+use bulkhead_storage::{QuotaLimits, StorageOptions};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+
+use crate::tenant_host;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -35,6 +37,10 @@ pub struct Config {
     /// Proxies whose `X-Forwarded-For` header names the client, as CIDR blocks. Requests
     /// from any other peer are judged by their TCP peer address, whatever the header contains.
     pub trusted_proxies: Vec<IpNet>,
+    /// DNS suffix of tenant host names, such as `chat.example.com`. When set, a request whose
+    /// `Host` is `<tid>.<suffix>` reaches only tenant `<tid>`. Unset by default: no request
+    /// is pinned.
+    pub tenant_host_suffix: Option<String>,
     /// Quotas of a tenant created without explicit values.
     pub default_quotas: Quotas,
 }
@@ -87,6 +93,7 @@ impl Default for Config {
             engine: EngineConfig::default(),
             websocket: WebSocketConfig::default(),
             trusted_proxies: Vec::new(),
+            tenant_host_suffix: None,
             default_quotas: default_quotas(),
         }
     }
@@ -104,6 +111,7 @@ pub fn default_quotas() -> Quotas {
         max_message_bytes: 64 << 10,
         max_storage_bytes: 10 << 30,
         weight: 1,
+        rest_requests_per_sec: QuotaLimits::DEFAULT_REST_REQUESTS_PER_SEC,
     }
 }
 
@@ -115,7 +123,14 @@ impl Config {
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("failed to read config file {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("invalid config file {}: {e}", path.display()))
+        let mut config: Config =
+            toml::from_str(&text).map_err(|e| format!("invalid config file {}: {e}", path.display()))?;
+        if let Some(suffix) = &config.tenant_host_suffix {
+            let suffix = tenant_host::normalize_suffix(suffix)
+                .map_err(|e| format!("invalid config file {}: {e}", path.display()))?;
+            config.tenant_host_suffix = Some(suffix);
+        }
+        Ok(config)
     }
 }
 
@@ -132,6 +147,31 @@ mod tests {
         let example: toml::Table = toml::from_str(&text).unwrap();
         let defaults = toml::Table::try_from(Config::default()).unwrap();
         assert_eq!(example, defaults);
+    }
+
+    #[test]
+    fn quotas_without_rest_rate_get_the_default() {
+        // A config file written before rest_requests_per_sec existed still loads.
+        let text = "[default_quotas]\ncpu_millicores = 500\nmemory_bytes = 1\ningress_bytes_per_sec = 1\n\
+                    egress_bytes_per_sec = 1\nmax_connections = 1\nmax_message_bytes = 1\n\
+                    max_storage_bytes = 1\nweight = 1\n";
+        let config: Config = toml::from_str(text).unwrap();
+        assert_eq!(config.default_quotas.cpu_millicores, 500);
+        assert_eq!(config.default_quotas.rest_requests_per_sec, QuotaLimits::DEFAULT_REST_REQUESTS_PER_SEC);
+        assert_eq!(bulkhead_proto::DEFAULT_REST_REQUESTS_PER_SEC, QuotaLimits::DEFAULT_REST_REQUESTS_PER_SEC);
+    }
+
+    #[test]
+    fn host_suffix_is_normalized_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bulkhead.toml");
+        std::fs::write(&path, "tenant_host_suffix = \".Chat.Example.com\"\n").unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.tenant_host_suffix.as_deref(), Some("chat.example.com"));
+
+        std::fs::write(&path, "tenant_host_suffix = \"\"\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err();
+        assert!(err.contains("tenant_host_suffix"), "{err}");
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The one place where internal errors become wire error codes.
 
+use std::time::Duration;
+
 use actix_web::{http::StatusCode, HttpResponse, ResponseError};
-use bulkhead_engine::EngineError;
+use bulkhead_engine::{quota::Resource, EngineError};
 use bulkhead_proto::{ErrorBody, ErrorCode, RestError};
-use bulkhead_storage::{IdError, StorageError};
+use bulkhead_storage::{IdError, StorageError, TenantId};
 
 /// An error as the client sees it: a stable code and a message.
 #[derive(Debug, Clone)]
@@ -46,6 +48,19 @@ impl ApiError {
             ErrorCode::ConfirmationRequired,
             format!("{action} needs the header {header}: {value}"),
         )
+    }
+
+    /// Builds the error for a REST request over its tenant's `rest_requests_per_sec` (HTTP
+    /// 429). The body carries `retry_after` in milliseconds, and the `Retry-After` header the
+    /// same time rounded up to whole seconds, so the header is at least 1.
+    pub fn rate_limited(tenant: &TenantId, limit_per_sec: u64, retry_after: Duration) -> Self {
+        let mut error = ApiError::new(
+            ErrorCode::RateLimited,
+            format!("tenant {tenant} is over its limit of {limit_per_sec} REST requests per second; retry after the time in Retry-After"),
+        );
+        error.retry_after_ms = Some(retry_after.as_millis().max(1) as u64);
+        error.resource = Some(Resource::RestRequests.as_str().to_owned());
+        error
     }
 
     pub fn body(&self) -> ErrorBody {

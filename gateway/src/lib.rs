@@ -16,5 +16,6 @@ mod rest;
 pub mod server;
 mod state;
 mod telemetry;
+mod tenant_host;
 mod validate;
 mod ws;

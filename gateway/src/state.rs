@@ -4,6 +4,7 @@ use std::{net::IpAddr, sync::Arc};
 
 use actix_web::HttpRequest;
 use bulkhead_engine::{Engine, TenantHandle};
+use bulkhead_proto::ErrorCode;
 use bulkhead_storage::TenantId;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -14,6 +15,7 @@ use crate::{
     error::ApiError,
     key_usage::{self, KeyUsage},
     network::{self, NetworkPolicies},
+    tenant_host::HostPin,
 };
 
 pub struct AppState {
@@ -46,16 +48,33 @@ impl AppState {
         self.scope(&caller, tid, action)
     }
 
-    /// Checks that an authenticated caller may perform `action` on tenant `tid`.
+    /// Checks that an authenticated caller may perform `action` on tenant `tid`, and takes
+    /// one token of the tenant's REST rate limit. A tenant that the request's `Host` does not
+    /// pin is not found, as if it did not exist.
     pub fn scope(&self, caller: &Caller, tid: &str, action: Action) -> Result<TenantContext, ApiError> {
         let principal = caller.principal.clone();
         let tenant_id = TenantId::parse(tid).map_err(|_| ApiError::not_found(format!("tenant {tid}")))?;
-        auth::authorize(&principal, action, Some(&tenant_id))?;
+        if !caller.host_pin.admits(&tenant_id) {
+            return Err(ApiError::not_found(format!("tenant {tenant_id}")));
+        }
+        let authorized = auth::authorize(&principal, action, Some(&tenant_id));
+        // Another tenant's credential gets not_found before anything is counted, so it can
+        // neither probe for the tenant nor spend its tokens.
+        if let Err(err) = &authorized {
+            if err.code == ErrorCode::NotFound {
+                return Err(err.clone());
+            }
+        }
 
         let tenant = self
             .engine
             .tenant(&tenant_id)?
             .ok_or_else(|| ApiError::not_found(format!("tenant {tenant_id}")))?;
+        // Requests that the role table rejects count too, so a client looping on 403 is slowed
+        // down like any other.
+        take_rest_request(&principal, &tenant)?;
+        authorized?;
+
         // The platform may still read and manage a suspended tenant; its own keys and users may not.
         if principal.tenant().is_some() {
             tenant.ensure_active()?;
@@ -80,7 +99,16 @@ impl AppState {
         if let Principal::TenantKey { key_id, .. } = &principal {
             self.record_key_use(key_id)?;
         }
-        Ok(Caller { principal, source })
+        Ok(Caller {
+            principal,
+            source,
+            host_pin: self.host_pin(req),
+        })
+    }
+
+    /// Returns the tenant that the request's `Host` pins it to, under `tenant_host_suffix`.
+    pub fn host_pin(&self, req: &HttpRequest) -> HostPin {
+        HostPin::of_request(req, self.config.tenant_host_suffix.as_deref())
     }
 
     /// Records that the API key authenticated a request now, and stores the time when the
@@ -102,4 +130,19 @@ impl AppState {
     pub fn client_address(&self, req: &HttpRequest) -> IpAddr {
         network::client_address(req, &self.config.trusted_proxies)
     }
+}
+
+/// Takes one token of the tenant's `rest_requests_per_sec` for a request by one of its own
+/// credentials, or fails with `rate_limited`. The platform admin and operator tokens are not
+/// counted: an operator must be able to read the usage of a flooding tenant, lower its
+/// quotas or suspend it while the tenant's own clients are being rejected.
+fn take_rest_request(principal: &Principal, tenant: &TenantHandle) -> Result<(), ApiError> {
+    if principal.tenant().is_none() {
+        return Ok(());
+    }
+    let quota = tenant.quota();
+    quota.take_rest_request().map_err(|exceeded| {
+        tracing::debug!(tenant = %tenant.store().tenant(), by = %principal, "REST request rate limited");
+        ApiError::rate_limited(tenant.store().tenant(), quota.limits().rest_requests_per_sec, exceeded.retry_after)
+    })
 }

@@ -74,7 +74,7 @@ async fn prometheus_finds_quota_series() -> TestResult {
     found.sort();
     assert_eq!(
         found,
-        ["connections", "cpu", "egress_bandwidth", "ingress_bandwidth", "memory", "storage"]
+        ["connections", "cpu", "egress_bandwidth", "ingress_bandwidth", "memory", "rest_requests", "storage"]
     );
     Ok(())
 }

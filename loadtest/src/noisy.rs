@@ -469,6 +469,7 @@ mod tests {
                 max_message_bytes: 1 << 16,
                 max_storage_bytes: 1 << 30,
                 weight: 1,
+                rest_requests_per_sec: 1000,
             },
         }
     }

@@ -36,6 +36,18 @@ pub struct Quotas {
     pub max_message_bytes: u64,
     pub max_storage_bytes: u64,
     pub weight: u64,
+    /// REST requests per second on the tenant's paths, with a burst of one second's worth.
+    /// Left out (by a server or a config file older than the field), it reads as
+    /// [`DEFAULT_REST_REQUESTS_PER_SEC`].
+    #[serde(default = "default_rest_requests_per_sec")]
+    pub rest_requests_per_sec: u64,
+}
+
+/// The server's built-in default of `rest_requests_per_sec`.
+pub const DEFAULT_REST_REQUESTS_PER_SEC: u64 = 1000;
+
+fn default_rest_requests_per_sec() -> u64 {
+    DEFAULT_REST_REQUESTS_PER_SEC
 }
 
 /// A partial set of quotas: fields left out keep their current (or default) value.
@@ -50,6 +62,7 @@ pub struct QuotasPatch {
     pub max_message_bytes: Option<u64>,
     pub max_storage_bytes: Option<u64>,
     pub weight: Option<u64>,
+    pub rest_requests_per_sec: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

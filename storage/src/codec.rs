@@ -6,11 +6,17 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::{ApiKeyRecord, KeyRole, MessageRecord, Result, StorageError, TenantId};
+use crate::{
+    ApiKeyRecord, KeyRole, MessageRecord, QuotaLimits, Result, StorageError, TenantId, TenantRecord, TenantStatus, Tier,
+};
 
-/// Format version written in front of every value by this release, except messages and API
-/// keys.
+/// Format version written in front of every value by this release, except messages, API keys
+/// and tenant records.
 pub const FORMAT_VERSION: u8 = 1;
+
+/// Format version of the tenant records that this release writes. Version 1 is the layout
+/// before `rest_requests_per_sec`, which [`decode_tenant`] still reads.
+pub const TENANT_FORMAT_VERSION: u8 = 2;
 
 /// Format version of the message records that this release writes. Messages have their own
 /// version because they are the only record whose layout has changed: version 1 is the
@@ -152,6 +158,74 @@ impl From<ApiKeyRecordV1> for ApiKeyRecord {
     }
 }
 
+/// Encodes a tenant record as `[TENANT_FORMAT_VERSION, postcard bytes…]`.
+pub fn encode_tenant(record: &TenantRecord) -> Vec<u8> {
+    encode_with_version(TENANT_FORMAT_VERSION, record)
+}
+
+/// Decodes a tenant record written by [`encode_tenant`], or by a release before
+/// `rest_requests_per_sec` (format version 1). An old record gets
+/// [`QuotaLimits::DEFAULT_REST_REQUESTS_PER_SEC`], not the `default_quotas` of the server's
+/// config file, which this crate does not see.
+pub fn decode_tenant(bytes: &[u8]) -> Result<TenantRecord> {
+    decode_current_or_v1::<TenantRecord, TenantRecordV1>("tenant record", TENANT_FORMAT_VERSION, bytes)
+}
+
+/// The layout of a tenant record in format version 1. Field order matters to postcard, so
+/// this struct and [`QuotaLimitsV1`] must never change.
+#[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct TenantRecordV1 {
+    id: TenantId,
+    name: String,
+    tier: Tier,
+    status: TenantStatus,
+    quotas: QuotaLimitsV1,
+    features: Vec<String>,
+    signing_secret: String,
+    created_at_ms: u64,
+}
+
+/// The quota set inside a version 1 tenant record.
+#[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct QuotaLimitsV1 {
+    cpu_millicores: u64,
+    memory_bytes: u64,
+    ingress_bytes_per_sec: u64,
+    egress_bytes_per_sec: u64,
+    max_connections: u64,
+    max_message_bytes: u64,
+    max_storage_bytes: u64,
+    weight: u64,
+}
+
+impl From<TenantRecordV1> for TenantRecord {
+    fn from(old: TenantRecordV1) -> Self {
+        let quotas = QuotaLimits {
+            cpu_millicores: old.quotas.cpu_millicores,
+            memory_bytes: old.quotas.memory_bytes,
+            ingress_bytes_per_sec: old.quotas.ingress_bytes_per_sec,
+            egress_bytes_per_sec: old.quotas.egress_bytes_per_sec,
+            max_connections: old.quotas.max_connections,
+            max_message_bytes: old.quotas.max_message_bytes,
+            max_storage_bytes: old.quotas.max_storage_bytes,
+            weight: old.quotas.weight,
+            rest_requests_per_sec: QuotaLimits::DEFAULT_REST_REQUESTS_PER_SEC,
+        };
+        TenantRecord {
+            id: old.id,
+            name: old.name,
+            tier: old.tier,
+            status: old.status,
+            quotas,
+            features: old.features,
+            signing_secret: old.signing_secret,
+            created_at_ms: old.created_at_ms,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +334,75 @@ mod tests {
         });
         bytes[0] = API_KEY_FORMAT_VERSION + 1;
         let err = decode_api_key(&bytes).unwrap_err();
+        assert!(err.to_string().contains("unknown format version"), "{err}");
+    }
+
+    fn version_1_tenant() -> TenantRecordV1 {
+        TenantRecordV1 {
+            id: TenantId::parse("acme").unwrap(),
+            name: "Acme".into(),
+            tier: Tier::Cf,
+            status: TenantStatus::Suspended,
+            quotas: QuotaLimitsV1 {
+                cpu_millicores: 250,
+                memory_bytes: 1 << 20,
+                ingress_bytes_per_sec: 2048,
+                egress_bytes_per_sec: 4096,
+                max_connections: 7,
+                max_message_bytes: 512,
+                max_storage_bytes: 1 << 30,
+                weight: 3,
+            },
+            features: vec!["typing".into()],
+            signing_secret: "s3cret".into(),
+            created_at_ms: 1_600_000_000_000,
+        }
+    }
+
+    #[test]
+    fn version_1_tenant_decodes_with_default_rest_rate() {
+        // What the release before rest_requests_per_sec wrote: the generic format version 1,
+        // then the tenant record with eight quota fields.
+        let bytes = encode(&version_1_tenant());
+        assert_eq!(bytes[0], 1);
+
+        let decoded = decode_tenant(&bytes).unwrap();
+
+        assert_eq!(decoded.id.as_str(), "acme");
+        assert_eq!(decoded.name, "Acme");
+        assert_eq!(decoded.tier, Tier::Cf);
+        assert_eq!(decoded.status, TenantStatus::Suspended);
+        assert_eq!(decoded.features, vec!["typing".to_string()]);
+        assert_eq!(decoded.signing_secret, "s3cret");
+        assert_eq!(decoded.created_at_ms, 1_600_000_000_000);
+        let quotas = decoded.quotas;
+        assert_eq!(quotas.cpu_millicores, 250);
+        assert_eq!(quotas.memory_bytes, 1 << 20);
+        assert_eq!(quotas.ingress_bytes_per_sec, 2048);
+        assert_eq!(quotas.egress_bytes_per_sec, 4096);
+        assert_eq!(quotas.max_connections, 7);
+        assert_eq!(quotas.max_message_bytes, 512);
+        assert_eq!(quotas.max_storage_bytes, 1 << 30);
+        assert_eq!(quotas.weight, 3);
+        assert_eq!(quotas.rest_requests_per_sec, QuotaLimits::DEFAULT_REST_REQUESTS_PER_SEC);
+    }
+
+    #[test]
+    fn tenant_roundtrip_keeps_rest_rate() {
+        let mut record = TenantRecord::from(version_1_tenant());
+        record.quotas.rest_requests_per_sec = 5;
+
+        let bytes = encode_tenant(&record);
+
+        assert_eq!(bytes[0], TENANT_FORMAT_VERSION);
+        assert_eq!(decode_tenant(&bytes).unwrap(), record);
+    }
+
+    #[test]
+    fn unknown_tenant_version_is_rejected() {
+        let mut bytes = encode_tenant(&TenantRecord::from(version_1_tenant()));
+        bytes[0] = TENANT_FORMAT_VERSION + 1;
+        let err = decode_tenant(&bytes).unwrap_err();
         assert!(err.to_string().contains("unknown format version"), "{err}");
     }
 

@@ -251,7 +251,7 @@ impl Storage {
         }
 
         let space = self.create_space(&record.id, record.tier)?;
-        let mut ops = vec![sys_put(keys::sys_tenant(record.id.as_str()), codec::encode(record))];
+        let mut ops = vec![sys_put(keys::sys_tenant(record.id.as_str()), codec::encode_tenant(record))];
         ops.extend(api_key_ops(first_key));
         self.committer.commit(ops).await?;
 
@@ -273,21 +273,21 @@ impl Storage {
             ..record.clone()
         };
         self.committer
-            .commit(vec![sys_put(keys::sys_tenant(record.id.as_str()), codec::encode(&record))])
+            .commit(vec![sys_put(keys::sys_tenant(record.id.as_str()), codec::encode_tenant(&record))])
             .await?;
         Ok(record)
     }
 
     pub fn tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>> {
         self.sys_get(&keys::sys_tenant(id.as_str()))?
-            .map(|bytes| codec::decode("tenant record", &bytes))
+            .map(|bytes| codec::decode_tenant(&bytes))
             .transpose()
     }
 
     pub fn tenants(&self) -> Result<Vec<TenantRecord>> {
         self.sys_scan(keys::SYS_TENANT_PREFIX)?
             .into_iter()
-            .map(|(_, value)| codec::decode("tenant record", &value))
+            .map(|(_, value)| codec::decode_tenant(&value))
             .collect()
     }
 
@@ -361,7 +361,7 @@ impl Storage {
             let mut current = self.tenant(id)?.ok_or_else(|| StorageError::TenantNotFound(id.to_string()))?;
             current.tier = to;
             self.committer
-                .commit(vec![sys_put(keys::sys_tenant(id.as_str()), codec::encode(&current))])
+                .commit(vec![sys_put(keys::sys_tenant(id.as_str()), codec::encode_tenant(&current))])
                 .await?;
         }
         placement.replace(Some(target));
@@ -713,7 +713,7 @@ pub(crate) fn open_read_only(data_dir: &Path, tenant: Option<&TenantId>) -> Resu
     let record: TenantRecord = db
         .get_cf(&sys, keys::sys_tenant(tenant.as_str()))
         .map_err(|e| StorageError::rocks("failed to read the tenant registry", e))?
-        .map(|bytes| codec::decode("tenant record", &bytes))
+        .map(|bytes| codec::decode_tenant(&bytes))
         .transpose()?
         .ok_or_else(|| StorageError::TenantNotFound(tenant.to_string()))?;
     drop(sys);

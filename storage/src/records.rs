@@ -18,7 +18,8 @@ pub enum TenantStatus {
     Suspended,
 }
 
-/// Per-tenant resource limits, as stored. Units are in the names.
+/// Per-tenant resource limits, as stored. Units are in the names. Adding a field changes the
+/// tenant record's layout, so it needs a new [`crate::codec::TENANT_FORMAT_VERSION`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuotaLimits {
     pub cpu_millicores: u64,
@@ -29,6 +30,16 @@ pub struct QuotaLimits {
     pub max_message_bytes: u64,
     pub max_storage_bytes: u64,
     pub weight: u64,
+    /// REST requests per second on the tenant's paths, with a burst of one second's worth.
+    pub rest_requests_per_sec: u64,
+}
+
+impl QuotaLimits {
+    /// The built-in default of `rest_requests_per_sec`. Tenant records written before the
+    /// field existed read as this value. 1,000 requests per second is far above what a
+    /// tenant's backend needs to manage users and mint tokens, and low enough that one
+    /// tenant's loop cannot take most of a small server's REST capacity. It may change.
+    pub const DEFAULT_REST_REQUESTS_PER_SEC: u64 = 1000;
 }
 
 /// A tenant in the registry (`sys` column family).

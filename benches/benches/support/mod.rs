@@ -42,6 +42,7 @@ pub fn tenant_record() -> (TenantRecord, ApiKeyRecord) {
             max_message_bytes: 1 << 16,
             max_storage_bytes: 1 << 40,
             weight: 1,
+            rest_requests_per_sec: 1_000_000,
         },
         features: vec![],
         signing_secret: "s".into(),

@@ -1,8 +1,9 @@
-//! Per-tenant resource quotas: CPU, memory, bandwidth.
+//! Per-tenant resource quotas: CPU, memory, bandwidth, REST requests.
 //!
 //! Each tenant has one [`TenantQuota`], shared by its sessions (bandwidth), its send path
-//! (memory) and the worker schedulers (CPU). The primitives are plain structs driven by a
-//! [`Clock`], so their tests run on a manual clock.
+//! (memory), the worker schedulers (CPU) and the gateway's REST handlers (REST requests).
+//! The primitives are plain structs driven by a [`Clock`], so their tests run on a manual
+//! clock.
 
 pub mod clock;
 pub mod cpu_budget;

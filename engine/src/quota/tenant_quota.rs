@@ -23,16 +23,19 @@ pub enum Resource {
     EgressBandwidth,
     Connections,
     Storage,
+    /// REST requests on the tenant's paths, limited by `rest_requests_per_sec`.
+    RestRequests,
 }
 
 impl Resource {
-    pub const ALL: [Resource; 6] = [
+    pub const ALL: [Resource; 7] = [
         Resource::Cpu,
         Resource::Memory,
         Resource::IngressBandwidth,
         Resource::EgressBandwidth,
         Resource::Connections,
         Resource::Storage,
+        Resource::RestRequests,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +46,7 @@ impl Resource {
             Resource::EgressBandwidth => "egress_bandwidth",
             Resource::Connections => "connections",
             Resource::Storage => "storage",
+            Resource::RestRequests => "rest_requests",
         }
     }
 }
@@ -86,6 +90,8 @@ pub struct TenantQuota {
     ingress: Mutex<(TokenBucket, ThrottleInterval)>,
     egress: Mutex<(TokenBucket, ThrottleInterval)>,
     cpu: Mutex<(CpuBudget, ThrottleInterval)>,
+    /// One token per REST request on the tenant's paths.
+    rest: Mutex<(TokenBucket, ThrottleInterval)>,
     /// Bytes queued for the tenant: sends not yet committed and frames not yet written to a
     /// socket.
     memory_used: AtomicU64,
@@ -101,6 +107,7 @@ impl TenantQuota {
             ingress: Mutex::new((TokenBucket::new(limits.ingress_bytes_per_sec, now), ThrottleInterval::default())),
             egress: Mutex::new((TokenBucket::new(limits.egress_bytes_per_sec, now), ThrottleInterval::default())),
             cpu: Mutex::new((CpuBudget::new(limits.cpu_millicores, now), ThrottleInterval::default())),
+            rest: Mutex::new((TokenBucket::new(limits.rest_requests_per_sec, now), ThrottleInterval::default())),
             limits: RwLock::new(limits),
             memory_used: AtomicU64::new(0),
             backlog_messages: AtomicU64::new(0),
@@ -113,12 +120,20 @@ impl TenantQuota {
         self.limits.read().clone()
     }
 
-    /// Applies new limits at once; the buckets keep their tokens up to the new capacity.
+    /// Applies new limits at once. The bandwidth buckets keep their tokens up to the new
+    /// capacity. A changed `rest_requests_per_sec` starts a full bucket at the new rate, so
+    /// that an operator who raises the limit of a throttled tenant unblocks it at once.
     pub fn set_limits(&self, limits: QuotaLimits) {
         let now = self.clock.now();
         self.ingress.lock().0.set_rate(limits.ingress_bytes_per_sec, now);
         self.egress.lock().0.set_rate(limits.egress_bytes_per_sec, now);
         self.cpu.lock().0.set_millicores(limits.cpu_millicores, now);
+        {
+            let mut rest = self.rest.lock();
+            if rest.0.rate_per_sec() != limits.rest_requests_per_sec.max(1) {
+                rest.0 = TokenBucket::new(limits.rest_requests_per_sec, now);
+            }
+        }
         *self.limits.write() = limits;
     }
 
@@ -205,6 +220,32 @@ impl TenantQuota {
         })
     }
 
+    // ---- REST requests ----
+
+    /// Takes the token of one REST request, or rejects it with the time until a token is
+    /// available. A rejection counts in `rejected_total{reason="rate_limited"}`, and the time
+    /// until the next token in the throttled time of [`Resource::RestRequests`].
+    pub fn take_rest_request(&self) -> Result<(), QuotaExceeded> {
+        let now = self.clock.now();
+        let mut guard = self.rest.lock();
+        let (bucket, throttle) = &mut *guard;
+        match bucket.try_take(1, now) {
+            Ok(()) => {
+                drop(guard);
+                self.metrics.rest_request(now);
+                Ok(())
+            }
+            Err(wait) => {
+                self.metrics.throttled(Resource::RestRequests, throttle.record(now, wait));
+                self.metrics.rejected(Resource::RestRequests);
+                Err(QuotaExceeded {
+                    resource: Resource::RestRequests,
+                    retry_after: wait,
+                })
+            }
+        }
+    }
+
     // ---- CPU ----
 
     /// `Ok` while the tenant is under its CPU cap; otherwise how long until it may run.
@@ -246,6 +287,7 @@ mod tests {
             max_message_bytes: 100,
             max_storage_bytes: 1 << 20,
             weight: 1,
+            rest_requests_per_sec: 1000,
         }
     }
 
@@ -288,6 +330,50 @@ mod tests {
         quota.set_limits(raised);
         clock.advance(Duration::from_millis(50));
         assert_eq!(quota.take_ingress(500), Ok(()));
+    }
+
+    #[test]
+    fn rest_requests_are_rejected_after_the_burst() {
+        let clock = Arc::new(ManualClock::new());
+        let mut small = limits();
+        small.rest_requests_per_sec = 4;
+        let quota = TenantQuota::new(small, clock.clone());
+
+        for _ in 0..4 {
+            assert_eq!(quota.take_rest_request(), Ok(()));
+        }
+        let err = quota.take_rest_request().unwrap_err();
+        assert_eq!(err.resource, Resource::RestRequests);
+        assert_eq!(err.retry_after, Duration::from_millis(250));
+        assert_eq!(quota.metrics.rejections(crate::metrics::RejectReason::RateLimited), 1);
+        assert_eq!(quota.metrics.throttled_time(Resource::RestRequests), Duration::from_millis(250));
+
+        clock.advance(Duration::from_millis(250));
+        assert_eq!(quota.take_rest_request(), Ok(()));
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(quota.metrics.rest_request_rate(clock.now()), 5);
+    }
+
+    #[test]
+    fn raised_rest_rate_refills_at_once() {
+        let clock = Arc::new(ManualClock::new());
+        let mut small = limits();
+        small.rest_requests_per_sec = 1;
+        let quota = TenantQuota::new(small.clone(), clock.clone());
+        quota.take_rest_request().unwrap();
+        assert!(quota.take_rest_request().is_err());
+
+        let mut raised = small.clone();
+        raised.rest_requests_per_sec = 100;
+        quota.set_limits(raised.clone());
+        for _ in 0..100 {
+            assert_eq!(quota.take_rest_request(), Ok(()));
+        }
+        assert!(quota.take_rest_request().is_err());
+
+        // Setting the same rate again does not refill the bucket.
+        quota.set_limits(raised);
+        assert!(quota.take_rest_request().is_err());
     }
 
     #[test]

@@ -1,8 +1,8 @@
-//! A token bucket for bandwidth quotas.
+//! A token bucket for bandwidth and request-rate quotas.
 //!
-//! The bucket refills at `rate_per_sec` tokens (bytes) per second up to a capacity of one
-//! second's worth of tokens: the burst a tenant may send at once after being idle for a
-//! second. Token counts are kept in units of 1e-9 token so that refill over any number of
+//! The bucket refills at `rate_per_sec` tokens (bytes, or REST requests) per second up to a
+//! capacity of one second's worth of tokens: the burst a tenant may use at once after being
+//! idle for a second. Token counts are kept in units of 1e-9 token so that refill over any number of
 //! nanoseconds is exact integer arithmetic.
 
 use std::time::Duration;

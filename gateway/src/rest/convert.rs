@@ -51,6 +51,7 @@ pub fn quotas(limits: &stored::QuotaLimits) -> wire::Quotas {
         max_message_bytes: limits.max_message_bytes,
         max_storage_bytes: limits.max_storage_bytes,
         weight: limits.weight,
+        rest_requests_per_sec: limits.rest_requests_per_sec,
     }
 }
 
@@ -64,6 +65,7 @@ pub fn quota_limits(quotas: &wire::Quotas) -> stored::QuotaLimits {
         max_message_bytes: quotas.max_message_bytes,
         max_storage_bytes: quotas.max_storage_bytes,
         weight: quotas.weight,
+        rest_requests_per_sec: quotas.rest_requests_per_sec,
     }
 }
 
@@ -78,6 +80,7 @@ pub fn patch_quotas(base: &wire::Quotas, patch: &wire::QuotasPatch) -> wire::Quo
         max_message_bytes: patch.max_message_bytes.unwrap_or(base.max_message_bytes),
         max_storage_bytes: patch.max_storage_bytes.unwrap_or(base.max_storage_bytes),
         weight: patch.weight.unwrap_or(base.weight),
+        rest_requests_per_sec: patch.rest_requests_per_sec.unwrap_or(base.rest_requests_per_sec),
     }
 }
 

@@ -219,6 +219,7 @@ fn describe_changes(old: &TenantRecord, new: &TenantRecord) -> Vec<String> {
         ("max_message_bytes", a.max_message_bytes, b.max_message_bytes),
         ("max_storage_bytes", a.max_storage_bytes, b.max_storage_bytes),
         ("weight", a.weight, b.weight),
+        ("rest_requests_per_sec", a.rest_requests_per_sec, b.rest_requests_per_sec),
     ];
     for (field, before, after) in quotas {
         if before != after {
@@ -252,6 +253,7 @@ fn validate_quotas(quotas: &Quotas) -> Result<(), ApiError> {
         ("max_message_bytes", quotas.max_message_bytes),
         ("max_storage_bytes", quotas.max_storage_bytes),
         ("weight", quotas.weight),
+        ("rest_requests_per_sec", quotas.rest_requests_per_sec),
     ];
     for (name, value) in fields {
         if value == 0 {

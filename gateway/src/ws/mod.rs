@@ -26,8 +26,12 @@ pub(crate) async fn upgrade(req: HttpRequest, body: web::Payload, state: web::Da
     }
     let token = auth::bearer(&req, true).ok_or_else(|| ApiError::unauthorized("missing token"))?;
 
-    // A token that names an unknown tenant is as invalid as a forged one: both get 401.
+    // A token that names an unknown tenant is as invalid as a forged one: both get 401. On a
+    // tenant host name, a token of any other tenant is rejected the same way.
     let tenant_id = auth::claimed_tenant(&token)?;
+    if !state.host_pin(&req).admits(&tenant_id) {
+        return Err(ApiError::unauthorized("invalid token"));
+    }
     let tenant = state
         .engine
         .tenant(&tenant_id)?

@@ -32,6 +32,7 @@ fn unlimited_quotas() -> QuotasPatch {
         max_message_bytes: Some(1 << 20),
         max_storage_bytes: Some(1 << 50),
         weight: None,
+        rest_requests_per_sec: Some(1_000_000),
     }
 }
 

@@ -30,6 +30,7 @@ pub fn tenant_record(id: &str) -> TenantRecord {
             max_message_bytes: 16 << 10,
             max_storage_bytes: 1 << 30,
             weight: 1,
+            rest_requests_per_sec: 1000,
         },
         features: vec![],
         signing_secret: "secret".into(),
