@@ -350,3 +350,75 @@ fn seq_from_key(key: &[u8]) -> u64 {
     let tail: [u8; 8] = key[key.len() - 8..].try_into().expect("message keys end with a u64");
     u64::from_be_bytes(tail)
 }
+
+// ---- export and import ----
+//
+// Paged reads, so that an export of a large tenant holds one page at a time, and the key that
+// masked exports derive their pseudonyms from.
+
+/// Length of the masking key. RFC 2104 recommends an HMAC key at least as long as the hash
+/// output, which is 32 bytes for SHA-256.
+pub const MASKING_KEY_BYTES: usize = 32;
+
+impl TenantStore {
+    /// Returns up to `limit` users with ids greater than `after` (from the first when `None`),
+    /// in id order.
+    pub fn users_page(&self, after: Option<&UserId>, limit: usize) -> Result<Vec<UserRecord>> {
+        let prefix = self.keys.users_prefix();
+        let start = after.map(|id| self.keys.user(id.as_str()));
+        self.scan_page(&prefix, start, limit)?
+            .into_iter()
+            .map(|value| codec::decode("user record", &value))
+            .collect()
+    }
+
+    /// Returns up to `limit` conversations with ids greater than `after` (from the first when
+    /// `None`), in id order.
+    pub fn conversations_page(&self, after: Option<&ConvId>, limit: usize) -> Result<Vec<ConversationRecord>> {
+        let prefix = self.keys.conversations_prefix();
+        let start = after.map(|id| self.keys.conversation(id.as_str()));
+        self.scan_page(&prefix, start, limit)?
+            .into_iter()
+            .map(|value| codec::decode("conversation record", &value))
+            .collect()
+    }
+
+    /// Returns the tenant's masking key, if one was stored.
+    pub fn masking_key(&self) -> Result<Option<[u8; MASKING_KEY_BYTES]>> {
+        self.get_decoded("masking key", &self.keys.masking_key())
+    }
+
+    /// Values of the keys under `prefix` that sort after `start_after` (or from the start of the
+    /// prefix), at most `limit`.
+    fn scan_page(&self, prefix: &[u8], start_after: Option<Vec<u8>>, limit: usize) -> Result<Vec<Box<[u8]>>> {
+        let mut read_options = ReadOptions::default();
+        if let Some(end) = prefix_end(prefix) {
+            read_options.set_iterate_upper_bound(end);
+        }
+        // The smallest key after `start_after` is `start_after` followed by a zero byte.
+        let start = match start_after {
+            Some(mut key) => {
+                key.push(0);
+                key
+            }
+            None => prefix.to_vec(),
+        };
+        let cf = self.cf_handle()?;
+        self.db
+            .iterator_cf_opt(&cf, read_options, IteratorMode::From(&start, Direction::Forward))
+            .take(limit)
+            .map(|item| {
+                item.map(|(_, value)| value)
+                    .map_err(|e| self.read_error("failed to scan a page", e))
+            })
+            .collect()
+    }
+}
+
+impl TenantBatch {
+    /// Stores the masking key. Replacing an existing key changes every pseudonym of later
+    /// masked exports, so callers write it only when [`TenantStore::masking_key`] found none.
+    pub fn put_masking_key(&mut self, key: &[u8; MASKING_KEY_BYTES]) {
+        self.put(self.keys.masking_key(), codec::encode(key));
+    }
+}
