@@ -4,7 +4,7 @@
 //! entry per log the action belongs to:
 //!
 //! - platform actions (create, change or delete a tenant) go to the platform log;
-//! - tenant actions (keys, user deletion, network policy, suspend and resume) go to the
+//! - tenant actions (keys, user deletion, network policy, suspend and resume, export) go to the
 //!   tenant's log, and also to the platform log when the platform admin performed them.
 //!
 //! Failed attempts are recorded too, with their error code, once the caller is authenticated
@@ -33,6 +33,7 @@ pub enum AuditAction {
     RevokeKey,
     DeleteUser,
     SetNetworkPolicy,
+    ExportTenant,
 }
 
 impl AuditAction {
@@ -47,6 +48,7 @@ impl AuditAction {
             AuditAction::RevokeKey => "key.revoke",
             AuditAction::DeleteUser => "user.delete",
             AuditAction::SetNetworkPolicy => "network_policy.update",
+            AuditAction::ExportTenant => "tenant.export",
         }
     }
 }

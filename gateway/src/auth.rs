@@ -101,6 +101,7 @@ pub enum Action {
     ManageNetworkPolicy,
     ReadBranding,
     UpdateBranding,
+    ExportTenant,
 }
 
 impl Action {
@@ -128,6 +129,7 @@ impl Action {
             Action::ManageNetworkPolicy => "change the network policy (needs an admin key)",
             Action::ReadBranding => "read the branding",
             Action::UpdateBranding => "change the branding (needs an admin key)",
+            Action::ExportTenant => "export the tenant's data (needs an admin key)",
         }
     }
 }
