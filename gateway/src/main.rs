@@ -188,16 +188,9 @@ fn import(args: &ImportArgs) -> ExitCode {
     let result = runtime.block_on(export::import::import_file(&store, &args.file));
     match result {
         Ok(summary) => {
-            let counts = summary.counts;
-            println!(
-                "ok: imported into tenant {tenant} the {} export of tenant {}: {} users, {} conversations, {} messages, {} read markers",
-                if summary.header.masked { "masked" } else { "plain" },
-                summary.header.tenant,
-                counts.users,
-                counts.conversations,
-                counts.messages,
-                counts.read_markers
-            );
+            let kind = if summary.header.masked { "masked" } else { "plain" };
+            let counts = export::import::describe_counts(&summary.counts);
+            println!("ok: imported the {kind} export of tenant {} into tenant {tenant}: {counts}", summary.header.tenant);
             ExitCode::SUCCESS
         }
         Err(err @ (ImportError::InvalidFile { .. } | ImportError::TenantNotEmpty(_))) => {

@@ -220,7 +220,11 @@ fn check_file(path: &Path) -> Result<ImportSummary, ImportError> {
             }
             (Section::Users | Section::Conversations, Record::End(end)) => {
                 if end != counts {
-                    return Err(lines.invalid(format!("the end line counts {end:?}, but the file has {counts:?}")));
+                    return Err(lines.invalid(format!(
+                        "the end line counts {}, but the file has {}",
+                        describe_counts(&end),
+                        describe_counts(&counts)
+                    )));
                 }
                 section = Section::Ended;
             }
@@ -240,6 +244,14 @@ fn check_file(path: &Path) -> Result<ImportSummary, ImportError> {
     }
     let header = header.expect("set before the end line");
     Ok(ImportSummary { header, counts })
+}
+
+/// Describes counts as "3 users, 2 conversations, 6 messages, 2 read markers".
+pub fn describe_counts(counts: &End) -> String {
+    format!(
+        "{} users, {} conversations, {} messages, {} read markers",
+        counts.users, counts.conversations, counts.messages, counts.read_markers
+    )
 }
 
 fn check_conversation(conversation: &export::Conversation) -> Result<(), String> {

@@ -84,7 +84,13 @@ fn parse_request(body: &[u8]) -> Result<ExportRequest, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(ExportRequest::default());
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
+    // serde reads a struct from an array too (`[true]`), which no client means.
+    if !value.is_object() {
+        return Err(ApiError::invalid("the body must be a JSON object such as {\"mask\": true}"));
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
 }
 
 /// Returns the masker of the tenant's key, creating and storing the key on first use.
