@@ -370,8 +370,8 @@ impl RestClient {
     /// Exports the tenant as NDJSON (the lines of [`bulkhead_proto::export`]) and returns the
     /// whole stream as text, sending the confirmation header the server requires. Needs an
     /// admin key or the platform admin token, and the tenant's `export` feature.
-    // NOTE: the whole stream is held in memory and must arrive within the client's timeout,
-    // which suits tests and small tenants; a large export is better read with curl.
+    // NOTE: the whole stream is kept in memory and must arrive within the client's timeout.
+    // That suits tests and small tenants, so read a large export with curl instead.
     pub async fn export_tenant(&self, tenant: &str, request: &ExportRequest) -> Result<String, ClientError> {
         let url = self.route_url(Route::new(&["v1", "tenants", tenant, "export"]))?;
         let body = encode_body(request)?;

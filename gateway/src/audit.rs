@@ -85,6 +85,27 @@ impl AppState {
     // NOTE: the entry is written after the action, not in the same batch, so a crash between
     // the two leaves an action without its entry.
     pub async fn audit<T>(&self, caller: &Caller, record: AuditRecord<'_>, result: &Result<T, ApiError>) {
+        // A failure is already logged and counted, and does not change the response.
+        let _ = self.append_audit(caller, record, result).await;
+    }
+
+    /// Appends like [`AppState::audit`], but returns the first failed append, for an action
+    /// that must not go ahead unrecorded: an export is recorded before its data leaves.
+    pub async fn audit_or_fail<T>(
+        &self,
+        caller: &Caller,
+        record: AuditRecord<'_>,
+        result: &Result<T, ApiError>,
+    ) -> Result<(), ApiError> {
+        self.append_audit(caller, record, result).await
+    }
+
+    async fn append_audit<T>(
+        &self,
+        caller: &Caller,
+        record: AuditRecord<'_>,
+        result: &Result<T, ApiError>,
+    ) -> Result<(), ApiError> {
         let event = event(caller, &record, result);
         let (tenant, platform) = match record.logs {
             AuditLogs::Platform => (None, true),
@@ -92,16 +113,21 @@ impl AppState {
             AuditLogs::TenantOnly(tid) => (Some(tid), false),
         };
 
+        let mut first_error = None;
         if let Some(tid) = tenant {
             if let Err(err) = self.append_tenant_audit(caller, tid, event.clone()).await {
                 audit_failed(&record, &err);
+                first_error.get_or_insert(err);
             }
         }
         if platform {
             if let Err(err) = self.engine.storage().append_platform_audit(event).await {
-                audit_failed(&record, &err.into());
+                let err = err.into();
+                audit_failed(&record, &err);
+                first_error.get_or_insert(err);
             }
         }
+        first_error.map_or(Ok(()), Err)
     }
 
     async fn append_tenant_audit(&self, caller: &Caller, tid: &str, event: AuditEvent) -> Result<(), ApiError> {

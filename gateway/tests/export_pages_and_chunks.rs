@@ -1,6 +1,6 @@
 //! The export writer reads a tenant larger than its pages (users, conversations and messages)
-//! and hands the lines out in bounded chunks: every record appears once, seqs stay continuous
-//! across page boundaries, no chunk grows far past its size, and a sink that stops taking
+//! and hands the lines out in bounded chunks. Every record appears once, seqs stay continuous
+//! across page boundaries and no chunk grows far past its size. A sink that stops taking
 //! chunks stops the export. This runs the writer on a real RocksDB, without the server.
 
 use bulkhead_gateway::export::writer::{write_export, ExportError, CHUNK_BYTES};

@@ -43,7 +43,8 @@ async fn confirmation_header_is_required() -> TestResult {
     let (status, text) = acme.rest.request(Method::POST, PATH, None, &[(CONFIRM_EXPORT_HEADER, "acme")]).await?;
     assert_eq!(status, 200);
     let text = text.as_str().expect("NDJSON is not one JSON value");
-    assert!(text.contains(r#""masked":false"#) && text.contains(r#""type":"end""#), "{text}");
+    assert!(text.contains(r#""masked":false"#), "{text}");
+    assert!(text.contains(r#""type":"end""#), "{text}");
     Ok(())
 }
 

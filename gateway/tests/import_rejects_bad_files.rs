@@ -1,6 +1,6 @@
-//! `bulkhead import` checks the whole file before it writes: a cut-off file, a changed count,
-//! a gap in the seqs or a missing header is rejected with exit code 1 and leaves the tenant
-//! empty, so the intact file still imports afterwards. A non-empty tenant is rejected too,
+//! `bulkhead import` checks the whole file before it writes. A cut-off file, a changed count,
+//! a gap in the seqs or a missing header is rejected with exit code 1. The tenant stays empty,
+//! so the intact file still imports afterwards. A non-empty tenant is rejected too,
 //! and a running server or an unknown tenant stops the import with exit code 2.
 
 mod common;

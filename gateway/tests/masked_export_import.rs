@@ -1,6 +1,6 @@
 //! A masked export hides every original user id, display name, conversation id and body
-//! string while it keeps the structure, seqs, timestamps and markers; a second export maps
-//! every id to the same pseudonym. Loaded with `bulkhead import` into a new tenant of the
+//! string, but keeps the structure, seqs, timestamps and markers. A second export maps every
+//! id to the same pseudonym. Loaded with `bulkhead import` into a new tenant of the
 //! stopped server, it replays over the real API with the same seqs.
 
 mod common;
@@ -62,7 +62,8 @@ async fn masked_export_hides_data_and_imports() -> TestResult {
     let messages = of_type(&masked, "message");
     let group_conv = messages[2]["conv"].as_str().unwrap().to_owned();
     let direct_conv = messages[0]["conv"].as_str().unwrap().to_owned();
-    assert!(group_conv.starts_with("c-") && direct_conv.starts_with("c-"));
+    assert!(group_conv.starts_with("c-"), "{group_conv}");
+    assert!(direct_conv.starts_with("c-"), "{direct_conv}");
     let bodies: Vec<&Value> = messages.iter().map(|m| &m["body"]).collect();
     assert_eq!(bodies[1], &Value::Null, "the recalled message stays recalled");
     assert_eq!(bodies[2], &json!({"text": "redacted", "priority": 0}));

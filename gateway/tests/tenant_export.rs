@@ -1,4 +1,4 @@
-//! A plain export holds every user, conversation (with its members), message (with its seq,
+//! A plain export contains every user, conversation (with its members), message (with its seq,
 //! sender, client_msg_id, body and edit or recall marker) and read marker of the tenant, in
 //! the documented order, with continuous seqs and an `end` line whose counts match. The
 //! export is recorded in the tenant's audit log, and in the platform log when the platform

@@ -25,7 +25,7 @@ pub const CONFIRM_EXPORT_HEADER: &str = "X-Confirm-Export";
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExportRequest {
-    /// Replace ids, names and body strings with pseudonyms and placeholders (see
+    /// Whether ids, names and body strings are replaced with pseudonyms and placeholders (see
     /// docs/EXPORT.md).
     #[serde(default)]
     pub mask: bool,

@@ -353,7 +353,7 @@ fn seq_from_key(key: &[u8]) -> u64 {
 
 // ---- export and import ----
 //
-// Paged reads, so that an export of a large tenant holds one page at a time, and the key that
+// Paged reads, so that an export of a large tenant keeps one page in memory at a time, and the key that
 // masked exports derive their pseudonyms from.
 
 /// Length of the masking key. RFC 2104 recommends an HMAC key at least as long as the hash

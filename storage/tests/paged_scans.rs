@@ -1,5 +1,5 @@
-//! Users and conversations read page by page: every record once, in id order, with ids that
-//! are prefixes of one another kept apart; and the masking key round trip.
+//! Users and conversations read page by page return every record once, in id order, also when
+//! one id is a prefix of another. The masking key is stored per tenant.
 
 mod common;
 

@@ -58,7 +58,7 @@ pub enum ImportError {
     Storage(#[from] StorageError),
 }
 
-/// What an import wrote.
+/// Summary of a finished import: the file's header and the counts written.
 #[derive(Debug, Clone)]
 pub struct ImportSummary {
     pub header: Header,
@@ -150,7 +150,7 @@ impl Lines {
     }
 }
 
-/// Where the check is in the fixed order of an export.
+/// Position of the check in the fixed order of an export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Section {
     Start,
@@ -159,9 +159,9 @@ enum Section {
     Ended,
 }
 
-/// The first pass: checks order, ids, seqs and counts, and writes nothing.
-// NOTE: the sets of user and conversation ids grow with the tenant (tens of bytes per id);
-// they are what catches a duplicated record, since masked ids are not in sorted order.
+/// Checks order, ids, seqs and counts without writing anything: the first pass.
+// NOTE: the sets of user and conversation ids grow with the tenant, by tens of bytes per id.
+// They catch a duplicated record, which order alone cannot because masked ids are unsorted.
 fn check_file(path: &Path) -> Result<ImportSummary, ImportError> {
     let mut lines = Lines::open(path)?;
     let mut section = Section::Start;
@@ -291,7 +291,7 @@ fn check_message(message: &export::Message, conv: &str, last_seq: u64) -> Result
     Ok(())
 }
 
-/// The second pass: writes a file that [`check_file`] accepted.
+/// Writes a file that [`check_file`] accepted: the second pass.
 async fn write_file(store: &TenantStore, path: &Path) -> Result<(), ImportError> {
     let mut lines = Lines::open(path)?;
     let mut batch = store.batch();

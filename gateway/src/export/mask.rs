@@ -3,8 +3,8 @@
 //! Ids and names become pseudonyms: a kind prefix and the first 12 bytes of
 //! HMAC-SHA256(tenant masking key, kind || 0x00 || value), in hex. The same value maps to the
 //! same pseudonym everywhere in an export and in every later export of the tenant, so
-//! references between lines still match. Without the key, nobody can compute a pseudonym from
-//! a guessed value or invert one. Every string in a message body is replaced by
+//! references between lines still match. Without the key, a pseudonym can be neither computed
+//! from a guessed value nor inverted. Every string in a message body is replaced by
 //! [`REDACTED`] and every number by 0, while object keys, arrays, nesting, booleans and
 //! `null` stay as they are.
 
@@ -14,8 +14,8 @@ use sha2::Sha256;
 
 use bulkhead_storage::MASKING_KEY_BYTES;
 
-/// What every string of a masked message body becomes. A fixed text hides the lengths of the
-/// original strings too.
+/// Replacement of every string in a masked message body. A fixed text also hides the lengths
+/// of the original strings.
 pub const REDACTED: &str = "redacted";
 
 /// Bytes of the HMAC output kept in a pseudonym. 96 bits make a collision between two values
@@ -59,8 +59,8 @@ impl Masker {
         self.pseudonym("conversation_name", "group-", name)
     }
 
-    /// The kind goes into the MAC, so that a user and a conversation with the same id get
-    /// unrelated pseudonyms.
+    /// Computes the pseudonym of `value`. The kind goes into the MAC, so that a user and a
+    /// conversation with the same id get unrelated pseudonyms.
     fn pseudonym(&self, kind: &str, prefix: &str, value: &str) -> String {
         let mut mac = self.mac.clone();
         mac.update(kind.as_bytes());

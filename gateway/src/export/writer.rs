@@ -20,7 +20,7 @@ const USERS_PAGE: usize = 500;
 const CONVERSATIONS_PAGE: usize = 100;
 const MESSAGES_PAGE: usize = 500;
 
-/// Encoded lines are handed to the sink in chunks of about this size, so a chunk holds many
+/// Encoded lines are handed to the sink in chunks of about this size, so a chunk contains many
 /// small lines and the sink is not called once per line.
 pub const CHUNK_BYTES: usize = 64 << 10;
 
@@ -113,6 +113,9 @@ impl<S: FnMut(Vec<u8>) -> bool> LineWriter<S> {
     }
 }
 
+// NOTE: users and conversations are written in the order of their original ids, also when
+// masked, because sorting by pseudonym would need every id in memory at once. The order of
+// masked lines therefore still shows which original id sorts before which.
 fn write_users<S: FnMut(Vec<u8>) -> bool>(
     store: &TenantStore,
     masker: Option<&Masker>,
@@ -176,17 +179,23 @@ fn write_conversation<S: FnMut(Vec<u8>) -> bool>(
         }
     }
 
+    // At most `max_group_members` markers. Sorted by the written user id, so that a masked
+    // export does not list them in the order of the original ids.
+    let mut markers = Vec::new();
     for member in members {
         let user = UserId::parse(&member)?;
         if let Some(seq) = store.read_marker(&conv, &user)? {
             let user = masker.map_or(member, |masker| masker.user_id(user.as_str()));
-            let marker = export::ReadMarker {
+            markers.push(export::ReadMarker {
                 conv: conv_out.clone(),
                 user,
                 seq,
-            };
-            out.line(&Line::ReadMarker(marker))?;
+            });
         }
+    }
+    markers.sort_by(|a, b| a.user.cmp(&b.user));
+    for marker in markers {
+        out.line(&Line::ReadMarker(marker))?;
     }
     Ok(())
 }

@@ -59,15 +59,17 @@ pub(super) async fn export(
     }
     .await;
 
-    // The entry is durable before the first byte of the export leaves.
+    // The entry is durable before the first byte of the export leaves, and an export whose
+    // entry cannot be written does not start.
     let record = AuditRecord {
         logs: AuditLogs::Tenant(&tid),
         action: AuditAction::ExportTenant,
         object: &tid,
         detail: mask.map(|mask| format!("mask={mask}")),
     };
-    state.audit(&caller, record, &result).await;
+    let audited = state.audit_or_fail(&caller, record, &result).await;
     let (store, masker) = result?;
+    audited?;
 
     let (chunks, receiver) = mpsc::channel::<Chunk>(CHANNEL_CHUNKS);
     let span = tracing::info_span!("export", tenant = %tid, masked = masker.is_some());
@@ -79,7 +81,7 @@ pub(super) async fn export(
     Ok(HttpResponse::Ok().content_type(CONTENT_TYPE).streaming(stream))
 }
 
-/// An empty body exports without masking.
+/// Parses the request body. An empty body exports without masking.
 fn parse_request(body: &[u8]) -> Result<ExportRequest, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(ExportRequest::default());
