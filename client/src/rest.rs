@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use bulkhead_proto::{
+    export::{ExportRequest, CONFIRM_EXPORT_HEADER},
     AddMemberRequest, ApiKey, AuditPage, Branding, Conversation, CreateApiKeyRequest, CreateConversationRequest,
     CreateTenantRequest, CreateUserRequest, CreatedApiKey, CreatedTenant, List, MessagePage,
     MigrateTenantRequest, MintTokenRequest, MintedToken, NetworkPolicy, PatchTenantRequest, PostMessageRequest,
@@ -416,6 +417,23 @@ impl RestClient {
     ) -> Result<Branding, ClientError> {
         let route = Route::new(&["v1", "tenants", tenant, "branding"]);
         self.call(Method::PUT, route, Some(branding), &[]).await
+    }
+
+    // Export.
+
+    /// Exports the tenant as NDJSON (the lines of [`bulkhead_proto::export`]) and returns the
+    /// whole stream as text, sending the confirmation header the server requires. Needs an
+    /// admin key or the platform admin token, and the tenant's `export` feature.
+    // NOTE: the whole stream is kept in memory and must arrive within the client's timeout.
+    // That suits tests and small tenants, so read a large export with curl instead.
+    pub async fn export_tenant(&self, tenant: &str, request: &ExportRequest) -> Result<String, ClientError> {
+        let url = self.route_url(Route::new(&["v1", "tenants", tenant, "export"]))?;
+        let body = encode_body(request)?;
+        let headers = [(CONFIRM_EXPORT_HEADER, tenant)];
+
+        let Response { status, text, .. } = self.execute(Method::POST, url, Some(body), &headers).await?;
+        check_status(status, &text)?;
+        Ok(text)
     }
 
     // Operational endpoints.

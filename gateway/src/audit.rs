@@ -4,7 +4,7 @@
 //! entry per log the action belongs to:
 //!
 //! - platform actions (create, change or delete a tenant) go to the platform log;
-//! - tenant actions (keys, user deletion, network policy, suspend and resume) go to the
+//! - tenant actions (keys, user deletion, network policy, suspend and resume, export) go to the
 //!   tenant's log, and also to the platform log when the platform admin performed them.
 //!
 //! Failed attempts are recorded too, with their error code, once the caller is authenticated
@@ -36,6 +36,7 @@ pub enum AuditAction {
     DeleteUser,
     SetNetworkPolicy,
     MigrateTenant,
+    ExportTenant,
 }
 
 impl AuditAction {
@@ -52,6 +53,7 @@ impl AuditAction {
             AuditAction::DeleteUser => "user.delete",
             AuditAction::SetNetworkPolicy => "network_policy.update",
             AuditAction::MigrateTenant => "tenant.migrate",
+            AuditAction::ExportTenant => "tenant.export",
         }
     }
 }
@@ -95,6 +97,27 @@ impl AppState {
         if matches!(result, Err(err) if err.code == ErrorCode::RateLimited) {
             return;
         }
+        // A failure is already logged and counted, and does not change the response.
+        let _ = self.append_audit(caller, record, result).await;
+    }
+
+    /// Appends like [`AppState::audit`], but returns the first failed append, for an action
+    /// that must not go ahead unrecorded: an export is recorded before its data leaves.
+    pub async fn audit_or_fail<T>(
+        &self,
+        caller: &Caller,
+        record: AuditRecord<'_>,
+        result: &Result<T, ApiError>,
+    ) -> Result<(), ApiError> {
+        self.append_audit(caller, record, result).await
+    }
+
+    async fn append_audit<T>(
+        &self,
+        caller: &Caller,
+        record: AuditRecord<'_>,
+        result: &Result<T, ApiError>,
+    ) -> Result<(), ApiError> {
         let event = event(caller, &record, result);
         let (tenant, platform) = match record.logs {
             AuditLogs::Platform => (None, true),
@@ -102,16 +125,21 @@ impl AppState {
             AuditLogs::TenantOnly(tid) => (Some(tid), false),
         };
 
+        let mut first_error = None;
         if let Some(tid) = tenant {
             if let Err(err) = self.append_tenant_audit(caller, tid, event.clone()).await {
                 audit_failed(&record, &err);
+                first_error.get_or_insert(err);
             }
         }
         if platform {
             if let Err(err) = self.engine.storage().append_platform_audit(event).await {
-                audit_failed(&record, &err.into());
+                let err = err.into();
+                audit_failed(&record, &err);
+                first_error.get_or_insert(err);
             }
         }
+        first_error.map_or(Ok(()), Err)
     }
 
     async fn append_tenant_audit(&self, caller: &Caller, tid: &str, event: AuditEvent) -> Result<(), ApiError> {

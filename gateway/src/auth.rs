@@ -103,6 +103,7 @@ pub enum Action {
     ReadBranding,
     UpdateBranding,
     MigrateTenant,
+    ExportTenant,
 }
 
 impl Action {
@@ -131,6 +132,7 @@ impl Action {
             Action::ReadBranding => "read the branding",
             Action::UpdateBranding => "change the branding (needs an admin key)",
             Action::MigrateTenant => "move the tenant to another tier (needs the platform admin token)",
+            Action::ExportTenant => "export the tenant's data (needs an admin key)",
         }
     }
 }

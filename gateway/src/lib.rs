@@ -10,6 +10,7 @@ mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod export;
 mod key_usage;
 mod network;
 mod rest;

@@ -4,11 +4,12 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use bulkhead_gateway::{
     config::{Config, LogFormat},
+    export::{self, import::ImportError},
     server,
 };
 use bulkhead_storage::{
     audit::{self, ChainStatus},
-    Durability, TenantId,
+    Durability, Storage, StorageOptions, TenantId,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -26,6 +27,24 @@ enum Command {
     /// Inspect the audit logs of a stopped server.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Load a tenant export into an existing, empty tenant of a stopped server. Exits with 0
+    /// when every record was written, 1 when the file was rejected (nothing written) and 2
+    /// when the import could not run or failed while writing.
+    Import(ImportArgs),
+}
+
+#[derive(clap::Args)]
+struct ImportArgs {
+    /// Data directory of the server (the one given to `serve`); the server must be stopped.
+    #[arg(long, env = "BULKHEAD_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// The tenant to load into. Create it first (POST /v1/tenants); it must have no users and
+    /// no conversations.
+    #[arg(long)]
+    tenant: String,
+    /// The export file (NDJSON), plain or masked.
+    #[arg(long)]
+    file: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -77,6 +96,7 @@ fn main() -> ExitCode {
 
     match cli.command {
         Command::Audit(AuditCommand::Verify(args)) => verify_audit(&args),
+        Command::Import(args) => import(&args),
         Command::Serve(args) => {
             let config = match build_config(args) {
                 Ok(config) => config,
@@ -121,6 +141,68 @@ fn verify_audit(args: &VerifyArgs) -> ExitCode {
         }
         Err(err) => {
             eprintln!("error: failed to verify the {log} in {}: {err}", args.data_dir.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn import(args: &ImportArgs) -> ExitCode {
+    let tenant = match TenantId::parse(&args.tenant) {
+        Ok(tenant) => tenant,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let db_path = args.data_dir.join("db");
+    // Opening creates a missing database, and a mistyped directory should not get one.
+    if !db_path.is_dir() {
+        eprintln!("error: no database at {}; pass the --data-dir of the server", db_path.display());
+        return ExitCode::from(2);
+    }
+    let storage = match Storage::open(&args.data_dir, &StorageOptions::default()) {
+        Ok(storage) => storage,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let store = match storage.tenant_store(&tenant) {
+        Ok(Some(store)) => store,
+        Ok(None) => {
+            eprintln!("error: tenant {tenant} not found; create it first with POST /v1/tenants");
+            return ExitCode::from(2);
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime builds");
+    let result = runtime.block_on(export::import::import_file(&store, &args.file));
+    match result {
+        Ok(summary) => {
+            let kind = if summary.header.masked { "masked" } else { "plain" };
+            let counts = export::import::describe_counts(&summary.counts);
+            println!("ok: imported the {kind} export of tenant {} into tenant {tenant}: {counts}", summary.header.tenant);
+            ExitCode::SUCCESS
+        }
+        Err(err @ (ImportError::InvalidFile { .. } | ImportError::TenantNotEmpty(_))) => {
+            eprintln!("error: {err}; nothing was written");
+            ExitCode::FAILURE
+        }
+        Err(err @ ImportError::Write { .. }) => {
+            eprintln!(
+                "error: {err}; tenant {tenant} now holds part of the export: delete and re-create it before the next import"
+            );
+            ExitCode::from(2)
+        }
+        Err(err) => {
+            eprintln!("error: {err}; nothing was written");
             ExitCode::from(2)
         }
     }

@@ -131,6 +131,7 @@ fn routes() -> Vec<Route> {
             ADMIN_SERVICE,
         ),
         route(M::POST, "/v1/tenants/acme/tokens", Some(r#"{"user":"alice","ttl_secs":60}"#), ADMIN_SERVICE),
+        confirmed(route(M::POST, "/v1/tenants/acme/export", Some(r#"{"mask":false}"#), ADMIN)),
         // Suspend, then resume at once, so that the other rows run on an active tenant.
         route(M::POST, "/v1/tenants/acme/suspend", None, NOBODY_ELSE),
         route(M::POST, "/v1/tenants/acme/resume", None, NOBODY_ELSE),

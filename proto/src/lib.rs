@@ -5,6 +5,7 @@
 //! here; the storage crate keeps its own versioned records so that the two can evolve apart.
 
 mod error;
+pub mod export;
 mod rest;
 mod ws;
 

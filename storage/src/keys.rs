@@ -28,6 +28,7 @@
 //! | `a<seq: u64 big-endian>` | `AuditEntry` of the tenant's audit log |
 //! | `b` | `BrandingRecord` |
 //! | `h` | `AuditHead` of the tenant's audit log |
+//! | `k` | 32-byte key of masked exports (HMAC-SHA256 pseudonyms) |
 
 use crate::audit::AuditKeys;
 
@@ -165,6 +166,10 @@ impl TenantKeys {
 
     pub fn branding(&self) -> Vec<u8> {
         self.start(b'b')
+    }
+
+    pub fn masking_key(&self) -> Vec<u8> {
+        self.start(b'k')
     }
 
     pub fn read_marker(&self, conv: &str, user: &str) -> Vec<u8> {

@@ -38,7 +38,7 @@ pub use records::{
     ApiKeyRecord, BrandingRecord, ConversationKind, ConversationRecord, KeyRole, MessageRecord,
     NetworkPolicyRecord, QuotaLimits, TenantRecord, TenantStatus, Tier, UserRecord,
 };
-pub use tenant_store::{TenantBatch, TenantStore};
+pub use tenant_store::{TenantBatch, TenantStore, MASKING_KEY_BYTES};
 
 /// Milliseconds since the Unix epoch, the time unit of every stored timestamp.
 pub fn now_ms() -> u64 {

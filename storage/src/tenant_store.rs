@@ -275,3 +275,72 @@ fn seq_from_key(key: &[u8]) -> u64 {
     let tail: [u8; 8] = key[key.len() - 8..].try_into().expect("message keys end with a u64");
     u64::from_be_bytes(tail)
 }
+
+// ---- export and import ----
+//
+// Paged reads, so that an export of a large tenant keeps one page in memory at a time, and the key that
+// masked exports derive their pseudonyms from.
+
+/// Length of the masking key. RFC 2104 recommends an HMAC key at least as long as the hash
+/// output, which is 32 bytes for SHA-256.
+pub const MASKING_KEY_BYTES: usize = 32;
+
+impl TenantStore {
+    /// Returns up to `limit` users with ids greater than `after` (from the first when `None`),
+    /// in id order.
+    pub fn users_page(&self, after: Option<&UserId>, limit: usize) -> Result<Vec<UserRecord>> {
+        let prefix = self.keys.users_prefix();
+        let start = after.map(|id| self.keys.user(id.as_str()));
+        self.scan_page(&prefix, start, limit)?
+            .into_iter()
+            .map(|value| codec::decode("user record", &value))
+            .collect()
+    }
+
+    /// Returns up to `limit` conversations with ids greater than `after` (from the first when
+    /// `None`), in id order.
+    pub fn conversations_page(&self, after: Option<&ConvId>, limit: usize) -> Result<Vec<ConversationRecord>> {
+        let prefix = self.keys.conversations_prefix();
+        let start = after.map(|id| self.keys.conversation(id.as_str()));
+        self.scan_page(&prefix, start, limit)?
+            .into_iter()
+            .map(|value| codec::decode("conversation record", &value))
+            .collect()
+    }
+
+    /// Returns the tenant's masking key, if one was stored.
+    pub fn masking_key(&self) -> Result<Option<[u8; MASKING_KEY_BYTES]>> {
+        self.get_decoded("masking key", &self.keys.masking_key())
+    }
+
+    /// Values of the keys under `prefix` that sort after `start_after` (or from the start of the
+    /// prefix), at most `limit`.
+    fn scan_page(&self, prefix: &[u8], start_after: Option<Vec<u8>>, limit: usize) -> Result<Vec<Vec<u8>>> {
+        // The smallest key after `start_after` is `start_after` followed by a zero byte.
+        let start = match start_after {
+            Some(mut key) => {
+                key.push(0);
+                key
+            }
+            None => prefix.to_vec(),
+        };
+        let end = prefix_end(prefix);
+        let mut values = Vec::with_capacity(limit.min(1024));
+        if limit == 0 {
+            return Ok(values);
+        }
+        self.placement.space()?.scan(&start, end.as_deref(), false, |_, value| {
+            values.push(value.to_vec());
+            Ok(values.len() < limit)
+        })?;
+        Ok(values)
+    }
+}
+
+impl TenantBatch {
+    /// Stores the masking key. Replacing an existing key changes every pseudonym of later
+    /// masked exports, so callers write it only when [`TenantStore::masking_key`] found none.
+    pub fn put_masking_key(&mut self, key: &[u8; MASKING_KEY_BYTES]) {
+        self.put(self.keys.masking_key(), codec::encode(key));
+    }
+}

@@ -5,6 +5,7 @@ mod branding;
 mod conversations;
 mod convert;
 mod credentials;
+mod export;
 mod health;
 mod network_policy;
 mod tenant_status;
@@ -105,6 +106,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(credentials::rotate_key)
             .service(credentials::delete_key)
             .service(branding::get_branding)
-            .service(branding::put_branding),
+            .service(branding::put_branding)
+            .service(export::export),
     );
 }

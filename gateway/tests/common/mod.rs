@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod export;
 pub mod raw_http;
 pub mod server;
 
