@@ -24,12 +24,12 @@ use crate::{
 
 /// The main database's directory inside the data directory.
 const MAIN_DB_DIR: &str = "db";
-/// The directory that holds one database per `dedicated` tenant.
+/// The directory with one database per `dedicated` tenant.
 const DEDICATED_DIR: &str = "dedicated";
 /// How long removing a tenant's old data waits for reads that started before the switch.
 const READER_PATIENCE: Duration = Duration::from_secs(5);
 
-/// What a migration did: the key count copied and how long the tenant's writes waited.
+/// The result of a migration: the key count copied and how long the tenant's writes waited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MigrationReport {
     pub from: Tier,
@@ -167,9 +167,9 @@ impl Storage {
         Ok(storage)
     }
 
-    /// Removes data that no tenant record points to: column families of tenants that are not
-    /// on the `cf` tier, rows of the `shared` column family whose tenant is not on the `shared`
-    /// tier, and dedicated databases whose tenant is not on the `dedicated` tier.
+    /// Removes data that no tenant record points to. That is a column family of a tenant not on
+    /// the `cf` tier, `shared` rows of a tenant not on the `shared` tier, and a dedicated
+    /// database of a tenant not on the `dedicated` tier.
     fn remove_orphans(&self, names: &[String]) -> Result<()> {
         let tiers: HashMap<String, Tier> = self
             .tenants()?
@@ -214,7 +214,7 @@ impl Storage {
         Ok(())
     }
 
-    /// The ids found in the `shared` column family, each once.
+    /// Lists the tenant ids found in the `shared` column family, each once.
     fn shared_tenants(&self) -> Result<Vec<String>> {
         let cf = self.db.cf_handle(SHARED_CF).expect("the shared column family is created at open");
         let mut tenants = Vec::new();
@@ -323,10 +323,10 @@ impl Storage {
     }
 
     /// Moves the tenant to `to` while the server runs. The tenant's writes wait from the start
-    /// of the copy until its store points at the new key space; its reads go on from the old
-    /// one, which nothing writes to meanwhile. Other tenants do not wait. The old data is
-    /// removed after the switch. A crash before the new tier is recorded leaves the tenant on
-    /// the old tier, and a crash after it leaves the old data, which the next start removes.
+    /// of the copy until its store points at the new key space. Its reads go on from the old
+    /// one, because nothing writes to it meanwhile, and other tenants do not wait. The old data
+    /// is removed after the switch. A crash before the new tier is recorded leaves the tenant
+    /// on the old tier, and a crash after it leaves the old data, which the next start removes.
     pub async fn migrate_tenant(&self, id: &TenantId, to: Tier) -> Result<MigrationReport> {
         let _lifecycle = self.lifecycle_lock.lock().await;
         let Some(record) = self.tenant(id)? else {
@@ -337,6 +337,7 @@ impl Storage {
             return Err(StorageError::AlreadyOnTier(id.to_string()));
         }
         let placement = self.placement(&record)?;
+        self.discard_leftovers(id, to)?;
         let target = self.create_space(id, to)?;
 
         let paused_at = Instant::now();
@@ -356,13 +357,11 @@ impl Storage {
             }
         };
 
-        {
-            let _registry = self.registry_lock.lock().await;
-            let mut current = self.tenant(id)?.ok_or_else(|| StorageError::TenantNotFound(id.to_string()))?;
-            current.tier = to;
-            self.committer
-                .commit(vec![sys_put(keys::sys_tenant(id.as_str()), codec::encode_tenant(&current))])
-                .await?;
+        if let Err(err) = self.record_tier(id, to).await {
+            tracing::error!(tenant = %id, error = %err, "failed to record the new tier; the tenant stays where it was");
+            drop(writes_paused);
+            self.remove_space(id, to, Arc::new(target)).await?;
+            return Err(err);
         }
         placement.replace(Some(target));
         drop(writes_paused);
@@ -376,6 +375,41 @@ impl Storage {
             keys_copied,
             writes_paused,
         })
+    }
+
+    /// Rewrites the tenant record with `tier`, keeping every other field as stored.
+    async fn record_tier(&self, id: &TenantId, tier: Tier) -> Result<()> {
+        let _registry = self.registry_lock.lock().await;
+        let mut current = self.tenant(id)?.ok_or_else(|| StorageError::TenantNotFound(id.to_string()))?;
+        current.tier = tier;
+        self.committer
+            .commit(vec![sys_put(keys::sys_tenant(id.as_str()), codec::encode_tenant(&current))])
+            .await
+    }
+
+    /// Removes what an interrupted migration to `tier` may have left there, so that a new copy
+    /// does not mix with keys the tenant has deleted since.
+    fn discard_leftovers(&self, id: &TenantId, tier: Tier) -> Result<()> {
+        let tenant = id.as_str();
+        match tier {
+            Tier::Cf => {
+                let cf_name = keys::tenant_cf_name(tenant);
+                if self.db.cf_handle(&cf_name).is_some() {
+                    self.db
+                        .drop_cf(&cf_name)
+                        .map_err(|e| StorageError::rocks(format!("failed to drop column family {cf_name}"), e))?;
+                }
+                Ok(())
+            }
+            Tier::Shared => remove_shared_rows(&self.shared_space(tenant)),
+            Tier::Dedicated => {
+                let dir = self.dedicated_dir(tenant);
+                match std::fs::remove_dir_all(&dir) {
+                    Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(StorageError::io(&dir, err)),
+                    _ => Ok(()),
+                }
+            }
+        }
     }
 
     /// Returns the store bound to `id`, or `None` when the tenant does not exist.
@@ -394,7 +428,7 @@ impl Storage {
         self.db.cf_handle(&keys::tenant_cf_name(tenant)).is_some()
     }
 
-    /// The directory of the tenant's database on the `dedicated` tier.
+    /// Returns the directory of the tenant's database on the `dedicated` tier.
     pub fn dedicated_dir(&self, tenant: &str) -> PathBuf {
         self.dedicated_root.join(tenant)
     }
@@ -411,7 +445,7 @@ impl Storage {
 
     // ---- key spaces of the tiers ----
 
-    /// The tenant's placement, opened from its record on first use.
+    /// Returns the tenant's placement, opened from its record on first use.
     fn placement(&self, record: &TenantRecord) -> Result<Arc<Placement>> {
         let mut placements = self.placements.lock();
         if let Some(placement) = placements.get(&record.id) {
@@ -469,8 +503,8 @@ impl Storage {
         )
     }
 
-    /// Removes a key space's data once the reads that still hold it finished. When a read
-    /// holds it longer than [`READER_PATIENCE`], the data stays for the next start to remove.
+    /// Removes a key space's data once the reads that still use it finished. When a read uses
+    /// it longer than [`READER_PATIENCE`], the data stays for the next start to remove.
     async fn remove_space(&self, id: &TenantId, tier: Tier, space: Arc<KeySpace>) -> Result<()> {
         let dedicated_dir = self.dedicated_dir(id.as_str());
         let tenant = id.to_string();

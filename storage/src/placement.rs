@@ -11,7 +11,7 @@
 //! | `dedicated` | `<data_dir>/dedicated/<tenant>` | `tenant` | none |
 //!
 //! Code above this module builds keys relative to the tenant's key space; the key space adds
-//! the prefix and picks the column family. A [`Placement`] holds a tenant's current key space.
+//! the prefix and picks the column family. A [`Placement`] is a tenant's current key space.
 //! Every clone of the tenant's store shares one placement, so a migration that swaps the key
 //! space moves all of them at once.
 

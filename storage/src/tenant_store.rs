@@ -11,7 +11,7 @@ use crate::{
 };
 
 /// Storage bound to one tenant. Every key it reads or writes is built by [`TenantKeys`] inside
-/// the tenant's key space, whichever tier holds it. No method takes a tenant id or a raw key, so
+/// the tenant's key space, whichever tier it is on. No method takes a tenant id or a raw key, so
 /// code that has a `TenantStore` cannot reach another tenant's data.
 #[derive(Clone)]
 pub struct TenantStore {

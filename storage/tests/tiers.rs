@@ -103,6 +103,12 @@ async fn every_tier_keeps_its_data_across_a_reopen() -> TestResult {
         assert_eq!(neighbour.last_seq(&ConvId::parse("general")?)?, 0);
     }
 
+    // The offline walk of `bulkhead audit verify` finds each tenant's log on its tier.
+    for id in ["small", "middle", "bank"] {
+        let status = bulkhead_storage::audit::verify_offline(dir.path(), Some(&TenantId::parse(id)?))?;
+        assert!(matches!(status, ChainStatus::Intact { entries: 1, .. }), "{id}: {status:?}");
+    }
+
     let storage = open(&dir);
     for id in ["small", "middle", "bank"] {
         check(&store_of(&storage, id), 0)?;
