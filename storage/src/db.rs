@@ -26,6 +26,8 @@ use crate::{
 const MAIN_DB_DIR: &str = "db";
 /// The directory with one database per `dedicated` tenant.
 const DEDICATED_DIR: &str = "dedicated";
+/// The directory where a migration writes its SST files before they are ingested.
+const STAGING_DIR: &str = "staging";
 /// How long removing a tenant's old data waits for reads that started before the switch.
 const READER_PATIENCE: Duration = Duration::from_secs(5);
 
@@ -83,6 +85,7 @@ pub struct Storage {
     /// buffer manager, so memtable memory stays bounded across every database.
     dedicated_options: Options,
     dedicated_root: PathBuf,
+    staging_dir: PathBuf,
     durability: Durability,
     /// Append locks of the tenant audit logs, created on first use.
     tenant_audit_locks: parking_lot::Mutex<HashMap<TenantId, AppendLock>>,
@@ -156,6 +159,7 @@ impl Storage {
             cf_options,
             dedicated_options: db_options,
             dedicated_root: data_dir.join(DEDICATED_DIR),
+            staging_dir: data_dir.join(STAGING_DIR),
             durability: options.durability,
             tenant_audit_locks: parking_lot::Mutex::new(HashMap::new()),
             registry_lock: tokio::sync::Mutex::new(()),
@@ -196,6 +200,12 @@ impl Storage {
                 let space = self.shared_space(&tenant);
                 remove_shared_rows(&space)?;
             }
+        }
+
+        // SST files of a migration that was interrupted: its tenant stayed on the old tier.
+        match std::fs::remove_dir_all(&self.staging_dir) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(StorageError::io(&self.staging_dir, err)),
+            _ => {}
         }
 
         let entries = match std::fs::read_dir(&self.dedicated_root) {
@@ -343,8 +353,10 @@ impl Storage {
         let paused_at = Instant::now();
         let writes_paused = placement.pause_writes().await;
         let source = placement.space()?;
+        let staging = self.staging_dir.join(id.as_str());
         let (source, target, copied) = run_blocking(move || {
-            let copied = source.copy_into(&target);
+            let copied = source.copy_into(&target, &staging);
+            let _ = std::fs::remove_dir_all(&staging);
             (source, target, copied)
         })
         .await;

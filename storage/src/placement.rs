@@ -15,9 +15,9 @@
 //! Every clone of the tenant's store shares one placement, so a migration that swaps the key
 //! space moves all of them at once.
 
-use std::sync::Arc;
+use std::{path::Path, sync::Arc};
 
-use rocksdb::{IteratorMode, ReadOptions, WriteBatch, WriteOptions};
+use rocksdb::{IteratorMode, ReadOptions};
 
 use crate::{
     committer::{Committer, Db, Op},
@@ -166,39 +166,70 @@ impl KeySpace {
         Ok(sizes.first().copied().unwrap_or(0))
     }
 
-    /// Copies every key of this key space into `target`, in batches of about 1 MiB, and syncs
-    /// the target's WAL at the end. Runs on the caller's thread; returns the number of keys.
-    pub(crate) fn copy_into(&self, target: &KeySpace) -> Result<u64> {
-        const BATCH_BYTES: usize = 1 << 20;
+    /// Copies every key of this key space into `target` and returns the number of keys.
+    ///
+    /// The keys go into SST files of at most [`SST_FILE_BYTES`] in `staging`, which are then
+    /// ingested into the target column family. Ingestion adds the files to the LSM tree
+    /// directly: the copy writes no WAL and fills no memtable, so it cannot make RocksDB stall
+    /// the writes of the other tenants of the target database, as a bulk of ordinary writes
+    /// would once the target's memtables fill faster than they flush. Runs on the caller's
+    /// thread.
+    pub(crate) fn copy_into(&self, target: &KeySpace, staging: &Path) -> Result<u64> {
+        let staging_error = |e: std::io::Error| StorageError::io(staging, e);
+        std::fs::create_dir_all(staging).map_err(staging_error)?;
 
-        let target_cf = target.cf_handle()?;
-        let mut unsynced = WriteOptions::default();
-        unsynced.set_sync(false);
-        let mut batch = WriteBatch::default();
+        let mut options = rocksdb::Options::default();
+        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let sst_error = |e: rocksdb::Error| StorageError::rocks(format!("failed to write a copy of {} for {}", self.cf, target.cf), e);
+
+        let mut files = Vec::new();
+        let mut writer: Option<rocksdb::SstFileWriter<'_>> = None;
         let mut copied = 0;
-
         self.scan(&[], None, false, |key, value| {
-            batch.put_cf(&target_cf, target.absolute(key), value);
-            copied += 1;
-            if batch.size_in_bytes() >= BATCH_BYTES {
-                let full = std::mem::take(&mut batch);
-                target
-                    .db
-                    .write_opt(full, &unsynced)
-                    .map_err(|e| StorageError::rocks(format!("failed to copy into {}", target.cf), e))?;
+            if writer.as_ref().is_some_and(|w| w.file_size() >= SST_FILE_BYTES) {
+                writer.take().expect("checked above").finish().map_err(sst_error)?;
             }
+            if writer.is_none() {
+                let path = staging.join(format!("{:06}.sst", files.len()));
+                let new = rocksdb::SstFileWriter::create(&options);
+                new.open(&path).map_err(sst_error)?;
+                files.push(path);
+                writer = Some(new);
+            }
+            // Keys come in ascending order and the target's prefix is the same for all of
+            // them, so they stay ascending, as an SST file requires.
+            writer
+                .as_mut()
+                .expect("opened above")
+                .put(target.absolute(key), value)
+                .map_err(sst_error)?;
+            copied += 1;
             Ok(true)
         })?;
+        if let Some(mut last) = writer.take() {
+            last.finish().map_err(sst_error)?;
+        }
 
-        let mut synced = WriteOptions::default();
-        synced.set_sync(true);
-        target
-            .db
-            .write_opt(batch, &synced)
-            .map_err(|e| StorageError::rocks(format!("failed to copy into {}", target.cf), e))?;
+        if !files.is_empty() {
+            let mut ingest = rocksdb::IngestExternalFileOptions::default();
+            ingest.set_move_files(true);
+            let target_cf = target.cf_handle()?;
+            target
+                .db
+                .ingest_external_file_cf_opts(&target_cf, &ingest, files.clone())
+                .map_err(|e| StorageError::rocks(format!("failed to ingest the copy into {}", target.cf), e))?;
+        }
+        for file in &files {
+            // Moved files are gone already; a file that was copied instead is removed here.
+            let _ = std::fs::remove_file(file);
+        }
         Ok(copied)
     }
 }
+
+/// Size at which a migration starts a new SST file. Ingestion takes any number of files; 64 MiB
+/// keeps each file a usual size for RocksDB's lower levels.
+const SST_FILE_BYTES: u64 = 64 << 20;
 
 /// A tenant's current key space, shared by every clone of its store.
 pub(crate) struct Placement {
