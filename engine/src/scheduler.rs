@@ -4,7 +4,7 @@
 //! yields, and `do_send` ignores mailbox capacity. So work for a conversation does not go to
 //! its actor directly. It is submitted to the scheduler of the actor's worker thread, which
 //! keeps one queue per tenant and releases jobs by deficit round robin ([`FairQueue`]),
-//! skipping tenants that are over their hard CPU cap. The actor measures the thread CPU time
+//! tenants that just got work first, skipping tenants that are over their hard CPU cap. The actor measures the thread CPU time
 //! of each handler run and charges it back to the tenant here, so a tenant that spends more
 //! CPU per message gets fewer messages through.
 
@@ -27,8 +27,10 @@ use crate::quota::{fair_queue::FairQueue, TenantQuota};
 /// is an estimate from one send's cost and may be tuned with the noisy-neighbour benchmark.
 const QUANTUM: Duration = Duration::from_micros(500);
 
-/// Jobs run before the scheduler yields to let actors handle what it released.
-const JOBS_PER_YIELD: usize = 16;
+/// Jobs released before the scheduler yields to let actors handle them. Actors charge their
+/// CPU time only when they run, so the queue cannot stop a tenant within one batch. A quiet
+/// tenant's job released after a batch of a busy tenant's waits for all of them.
+const JOBS_PER_YIELD: usize = 4;
 
 /// Maximum sleep while every tenant with work is over its CPU cap; new work wakes it sooner.
 const MAX_IDLE_WAIT: Duration = Duration::from_millis(100);
@@ -82,12 +84,13 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut quotas: HashMap<TenantId, Arc<TenantQuota>> = HashMap::new();
 
     loop {
-        while let Ok(job) = rx.try_recv() {
-            enqueue(&queue, &mut quotas, job);
-        }
-
         let mut ran = 0;
         while ran < JOBS_PER_YIELD {
+            // Jobs that arrived meanwhile are queued before every pick, so that a tenant that
+            // just got work goes ahead of the busy ones without waiting for the batch to end.
+            while let Ok(job) = rx.try_recv() {
+                enqueue(&queue, &mut quotas, job);
+            }
             let next = queue.borrow_mut().pop(|tenant| quotas.get(tenant).is_none_or(|q| q.check_cpu().is_ok()));
             let Some((_, job)) = next else { break };
             (job.run)();
