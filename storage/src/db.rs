@@ -8,8 +8,8 @@ use std::{
 };
 
 use rocksdb::{
-    ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode, Options, ReadOptions, WriteBatch,
-    WriteBufferManager, WriteOptions,
+    ColumnFamilyDescriptor, DBCompressionType, Direction, Env, IteratorMode, Options, ReadOptions,
+    WriteBatch, WriteBufferManager, WriteOptions,
 };
 use serde::{Deserialize, Serialize};
 
@@ -114,6 +114,7 @@ impl Storage {
         db_options.create_if_missing(true);
         db_options.create_missing_column_families(true);
         db_options.set_write_buffer_manager(&write_buffer_manager);
+        db_options.set_env(&background_env()?);
         db_options.set_max_total_wal_size(options.max_total_wal_size_bytes);
         db_options.set_compression_type(DBCompressionType::Lz4);
 
@@ -774,6 +775,17 @@ pub(crate) fn open_read_only(data_dir: &Path, tenant: Option<&TenantId>) -> Resu
             read_only(Arc::new(dedicated), DEDICATED_CF, Vec::new())
         }
     })
+}
+
+/// Returns RocksDB's default environment with its flush and compaction threads at the lowest
+/// CPU priority (nice 19). That work is charged to no tenant, so it must not delay the
+/// threads that serve every tenant's sends. The setting is process-wide, as the default
+/// environment is, and the options that use it keep it alive.
+fn background_env() -> Result<Env> {
+    let mut env = Env::new().map_err(|e| StorageError::rocks("create the RocksDB environment", e))?;
+    env.lower_thread_pool_cpu_priority();
+    env.lower_high_priority_thread_pool_cpu_priority();
+    Ok(env)
 }
 
 fn column_family_options(options: &StorageOptions) -> Options {

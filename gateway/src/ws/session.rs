@@ -32,9 +32,10 @@ use crate::error::ApiError;
 const MAX_THROTTLE_PAUSE: Duration = Duration::from_millis(250);
 
 /// Number of frames a session reads or writes before it lets the other tasks of its worker
-/// thread run. At roughly 10 µs a frame (an estimate), a quiet session waits well under a
-/// millisecond behind a busy one. It may be tuned with the noisy-neighbour benchmark.
-const ITEMS_PER_YIELD: u32 = 8;
+/// thread run, so that a quiet session waits behind at most two frames of a busy one. It was
+/// lowered from 8 together with the scheduler changes measured in the CPU-bound
+/// noisy-neighbour benchmark; its own share of that gain was not measured.
+const ITEMS_PER_YIELD: u32 = 2;
 
 /// How long a closing session waits to queue its close frame when the client is not reading.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
