@@ -54,8 +54,10 @@ pub struct FairQueue<K, T> {
 }
 
 impl<K: Clone + Eq + Hash, T> FairQueue<K, T> {
-    /// `quantum` is the CPU time a tenant of weight 1 may use per turn.
+    /// `quantum` is the CPU time a tenant of weight 1 may use per turn. It must be positive,
+    /// because a tenant in debt pays it back with top-ups of `quantum × weight`.
     pub fn new(quantum: Duration) -> Self {
+        assert!(!quantum.is_zero(), "the fair queue's quantum must be positive");
         FairQueue {
             quantum,
             queues: HashMap::new(),
@@ -126,14 +128,12 @@ impl<K: Clone + Eq + Hash, T> FairQueue<K, T> {
 
     fn pop_round(&mut self, may_run: &mut impl FnMut(&K) -> bool) -> Option<(K, T)> {
         // Each pass serves the front tenant, drops it from the round because its queue is
-        // empty, or moves it to the back. A tenant gets a positive top-up at least every other
-        // turn, so a runnable tenant is served within a bounded number of passes. The bound
-        // also stops the loop when every tenant is held back.
-        let mut passes = 0;
-        let limit = self.round.len() * 64 + 64;
+        // empty, or moves it to the back. A runnable tenant gets a positive top-up at least
+        // every other turn, so it is served once its debt is paid, however deep the debt. The
+        // loop stops early only when a whole round of tenants in a row is held back.
+        let mut held_back_in_a_row = 0;
         while let Some(tenant) = self.round.front().cloned() {
-            passes += 1;
-            if passes > limit {
+            if held_back_in_a_row >= self.round.len() {
                 return None;
             }
 
@@ -148,9 +148,11 @@ impl<K: Clone + Eq + Hash, T> FairQueue<K, T> {
                 continue;
             }
             if !may_run(&tenant) {
+                held_back_in_a_row += 1;
                 self.rotate();
                 continue;
             }
+            held_back_in_a_row = 0;
             if !self.front_started {
                 if !queue.skip_top_up {
                     queue.deficit_nanos = queue.deficit_nanos.saturating_add(quantum * queue.weight as i64);
@@ -391,6 +393,19 @@ mod tests {
         // the top-up of its first turn, which it had as a new tenant, and needs the top-ups of
         // two more turns to get positive.
         assert_eq!(order, vec!["b", "b", "a", "b"]);
+    }
+
+    #[test]
+    fn deep_debt_is_paid_within_one_pop() {
+        // One handler run cost 200 quanta. The tenant is the only one with work and may run,
+        // so the next pop must serve it after the top-ups, not report that nothing can run.
+        let mut queue = FairQueue::new(MS);
+        queue.push("a", 1, 0);
+        let (t, _) = queue.pop(|_| true).unwrap();
+        queue.charge(&t, 200 * MS);
+        queue.push("a", 1, 1);
+
+        assert_eq!(queue.pop(|_| true), Some(("a", 1)));
     }
 
     #[test]
