@@ -424,6 +424,37 @@ pub async fn wait_until_true(flag: &mut watch::Receiver<bool>) {
     }
 }
 
+/// Passes every event of `ws` to `record` until `stop` is set or the server closes the
+/// connection, then the events already received. Returns the server's close code and reason
+/// when it closed the connection first.
+pub async fn record_events(
+    ws: &WsClient,
+    stop: &mut watch::Receiver<bool>,
+    label: &str,
+    mut record: impl FnMut(ServerFrame),
+) -> Option<CloseInfo> {
+    let mut closed_early = None;
+    loop {
+        tokio::select! {
+            event = ws.next_event(Duration::from_secs(1)) => match event {
+                Some(frame) => record(frame),
+                None => {
+                    if let Some(info) = ws.closed() {
+                        tracing::warn!(connection = %label, code = info.0, reason = %info.1, "server closed the connection during the run");
+                        closed_early = Some(info);
+                        break;
+                    }
+                }
+            },
+            _ = wait_until_true(stop) => break,
+        }
+    }
+    while let Some(frame) = ws.try_next_event() {
+        record(frame);
+    }
+    closed_early
+}
+
 /// Builds a body of exactly `body_bytes` bytes as compact JSON: `{"p":"xx…","t":t_ns}`.
 /// Bodies shorter than [`MIN_BODY_BYTES`] can come out longer.
 pub fn message_body(body_bytes: usize, t_ns: u64) -> Value {
@@ -650,30 +681,15 @@ struct ReceiverResult {
 
 impl Receiver {
     /// Records events until the stop flag is set or the connection closes.
-    async fn run(mut self) -> ReceiverResult {
+    async fn run(self) -> ReceiverResult {
         let mut result = ReceiverResult {
             delivery_latency: Some(new_latency_histogram()),
             series: self.record_series.then(LatencySeries::default),
             ..ReceiverResult::default()
         };
-        loop {
-            tokio::select! {
-                event = self.ws.next_event(Duration::from_secs(1)) => match event {
-                    Some(frame) => self.record(&mut result, frame),
-                    None => {
-                        if let Some(info) = self.ws.closed() {
-                            tracing::warn!(connection = %self.label, code = info.0, reason = %info.1, "server closed the connection during the run");
-                            result.closed_early = Some(info);
-                            break;
-                        }
-                    }
-                },
-                _ = wait_until_true(&mut self.stop) => break,
-            }
-        }
-        while let Some(frame) = self.ws.try_next_event() {
-            self.record(&mut result, frame);
-        }
+        let mut stop = self.stop.clone();
+        let closed_early = record_events(&self.ws, &mut stop, &self.label, |frame| self.record(&mut result, frame)).await;
+        result.closed_early = closed_early;
         result.dropped_events = self.ws.dropped_events();
         result
     }

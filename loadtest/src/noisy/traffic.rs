@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::provision::TenantSetup;
-use crate::steady::{error_label, message_body, wait_until_true, BodyStamp, StopSignals};
+use crate::steady::{error_label, message_body, record_events, wait_until_true, BodyStamp, StopSignals};
 use crate::verify::UNKNOWN_SENDER;
 
 /// How often the delivery wait compares the delivered count with the expected one.
@@ -572,26 +572,11 @@ struct EventRecorder {
 
 impl EventRecorder {
     /// Records events until the stop flag is set or the connection closes.
-    async fn run(mut self) -> RecorderOutcome {
+    async fn run(self) -> RecorderOutcome {
         let mut outcome = RecorderOutcome::default();
-        loop {
-            tokio::select! {
-                event = self.ws.next_event(Duration::from_secs(1)) => match event {
-                    Some(frame) => self.record(&mut outcome, frame),
-                    None => {
-                        if let Some(info) = self.ws.closed() {
-                            tracing::warn!(connection = %self.label, code = info.0, reason = %info.1, "server closed the connection during the run");
-                            outcome.closed_early = Some(info);
-                            break;
-                        }
-                    }
-                },
-                _ = wait_until_true(&mut self.stop) => break,
-            }
-        }
-        while let Some(frame) = self.ws.try_next_event() {
-            self.record(&mut outcome, frame);
-        }
+        let mut stop = self.stop.clone();
+        let closed_early = record_events(&self.ws, &mut stop, &self.label, |frame| self.record(&mut outcome, frame)).await;
+        outcome.closed_early = closed_early;
         outcome.dropped_events = self.ws.dropped_events();
         outcome
     }
