@@ -29,7 +29,7 @@ bench: deps
 	$(CARGO) bench --workspace
 
 # bulkhead next to NATS (JetStream and core) and the RocksDB and WebSocket ceilings, on this
-# machine; installs Debian's nats-server when missing. About 3 minutes.
+# machine; installs Debian's nats-server when missing. About 4 minutes.
 compare: deps
 	CARGO=$(CARGO) bash scripts/compare-nats.sh
 

@@ -1,6 +1,7 @@
 //! A minimal terminal chat client: every line read from standard input is sent as a message
 //! `{"text": line}` to one conversation, and every event the server pushes is printed.
-//! It exits at the end of input, or when the server closes the connection.
+//! It exits at the end of input, or when the server closes the connection. The client crate
+//! does not depend on RocksDB, so selecting it with `-p` compiles no C++:
 //!
 //! ```text
 //! cargo run --release -p bulkhead-client --example chat -- ws://127.0.0.1:8080 "$TOKEN" team
