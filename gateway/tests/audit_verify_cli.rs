@@ -51,7 +51,7 @@ async fn verify_names_the_changed_entry() -> TestResult {
     acme.rest.delete_user("acme", "bob").await?;
     acme.rest.delete_user("acme", "carol").await?;
     acme.rest.delete_api_key("acme", &key.id).await?;
-    assert!(server.terminate().success());
+    server.terminate_cleanly();
 
     let (code, output) = verify(dir.path(), Some("acme"));
     assert_eq!(code, 0, "{output}");

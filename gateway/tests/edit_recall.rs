@@ -69,7 +69,7 @@ async fn edit_and_recall_reach_members_and_history() -> TestResult {
     // Markers and the missing body survive a restart.
     bob.close().await?;
     alice.close().await?;
-    assert!(server.terminate().success());
+    server.terminate_cleanly();
     let server = TestServer::start(dir.path());
     let acme = acme.at(&server);
     let bob = connect(&server, &acme, "bob").await;

@@ -32,7 +32,7 @@ async fn bad_files_write_nothing() -> TestResult {
     let (code, output) = import(dir.path(), "copy", &good);
     assert_eq!(code, 2, "the running server holds the database: {output}");
     assert!(output.contains("another bulkhead server"), "{output}");
-    assert!(server.terminate().success());
+    server.terminate_cleanly();
 
     let lines: Vec<&str> = text.lines().collect();
     let last = lines.len() - 1;

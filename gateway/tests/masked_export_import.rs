@@ -80,7 +80,7 @@ async fn masked_export_hides_data_and_imports() -> TestResult {
     // Import into the new tenant while the server is stopped.
     let file = dir.path().join("acme-masked.ndjson");
     std::fs::write(&file, &text)?;
-    assert!(server.terminate().success());
+    server.terminate_cleanly();
     let (code, output) = import(dir.path(), "copy", &file);
     assert_eq!(code, 0, "{output}");
     assert!(output.contains("3 users, 2 conversations, 6 messages, 2 read markers"), "{output}");

@@ -69,7 +69,7 @@ async fn allowlist_and_trusted_proxies() -> TestResult {
     // The platform admin and other tenants are not affected.
     assert_eq!(admin(&server).list_users("acme").await?.len(), 1);
     assert!(globex.rest.list_users("globex").await.is_ok());
-    assert!(server.terminate().success());
+    server.terminate_cleanly();
 
     // Behind a trusted proxy on 127.0.0.1, the forwarded address decides.
     let server = start_with_config(&data_dir, &trusted_config);

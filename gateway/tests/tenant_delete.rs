@@ -44,7 +44,7 @@ async fn delete_drops_tenant_data() -> TestResult {
     assert_eq!(err.http_status(), Some(401));
     assert!(globex_session.closed().is_none(), "the other tenant's session stays open");
 
-    assert!(server.terminate().success());
+    server.terminate_cleanly();
     let server = TestServer::start(dir.path());
     let admin = common::admin(&server);
     let tenants: Vec<String> = admin.list_tenants().await?.into_iter().map(|t| t.id).collect();
@@ -62,7 +62,7 @@ async fn delete_drops_tenant_data() -> TestResult {
     // Inspect the database itself once the server has stopped.
     let mut server = server;
     admin.delete_tenant("acme").await?;
-    assert!(server.terminate().success());
+    server.terminate_cleanly();
     let storage = Storage::open(dir.path(), &StorageOptions::default())?;
     assert!(!storage.has_column_family("acme"), "acme's column family was dropped");
     assert!(storage.has_column_family("globex"));

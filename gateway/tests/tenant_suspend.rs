@@ -43,7 +43,7 @@ async fn suspend_and_resume_end_to_end() -> TestResult {
     assert_eq!(seqs(&page.items), vec![1]);
 
     // Suspended after a restart, too.
-    assert!(server.terminate().success());
+    server.terminate_cleanly();
     let server = TestServer::start(dir.path());
     let acme = acme.at(&server);
     let err = acme.rest.list_users("acme").await.unwrap_err();

@@ -40,7 +40,7 @@ async fn every_tier_serves_and_keeps_messages() -> TestResult {
         assert_eq!(seqs(&items), (1..=MESSAGES).collect::<Vec<_>>());
     }
 
-    assert!(server.terminate().success());
+    server.terminate_cleanly();
     let server = TestServer::start(dir.path());
     for (tenant, (id, tier)) in tenants.iter().map(|t| t.at(&server)).zip(TIERS) {
         assert_eq!(tenant.rest.get_tenant(id).await?.tier, tier);

@@ -85,6 +85,12 @@ impl TestServer {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// Sends SIGTERM and asserts that the server exits with status 0, showing its log if not.
+    pub fn terminate_cleanly(&mut self) {
+        let status = self.terminate();
+        assert!(status.success(), "server exited with {status} after SIGTERM; log:\n{}", self.log());
+    }
+
     /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("server is running");
