@@ -16,6 +16,10 @@ use crate::{
 /// acknowledged send is already durable.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// Maximum wait at exit for other threads to drop their handles on the storage, such as
+/// actix workers that are still dropping their copy of the app state after the server stopped.
+const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
+
 /// Opens the database, starts the engine and serves until SIGTERM or SIGINT.
 pub async fn serve(config: Config) -> Result<(), String> {
     telemetry::init_logging(config.log_format);
@@ -84,22 +88,34 @@ pub async fn serve(config: Config) -> Result<(), String> {
     key_usage.store_all(&storage).await;
     engine.stop_workers();
     drop(engine);
-    close_storage(storage);
+    close_storage(storage).await;
     tracing::info!("server stopped");
     Ok(())
 }
 
 /// Closes the database before the process exits. RocksDB's background threads must be
-/// stopped before the C++ static destructors run at exit, or the process can abort.
-fn close_storage(storage: Arc<Storage>) {
-    match Arc::try_unwrap(storage) {
-        Ok(storage) => drop(storage),
-        Err(shared) => {
-            // NOTE: a task that outlived its worker still has the database; the WAL is synced
-            // so that nothing acknowledged depends on the missing close.
-            tracing::warn!(references = Arc::strong_count(&shared), "database still referenced at exit");
-            if let Err(err) = shared.sync_wal() {
-                tracing::error!(error = %err, "failed to sync the WAL at exit");
+/// stopped before the C++ static destructors run at exit, or the process can abort. Other
+/// threads may hold a handle for a moment after the server stopped, so this waits for them.
+async fn close_storage(mut storage: Arc<Storage>) {
+    let deadline = tokio::time::Instant::now() + CLOSE_PATIENCE;
+    loop {
+        match Arc::try_unwrap(storage) {
+            Ok(storage) => {
+                drop(storage);
+                return;
+            }
+            Err(shared) if tokio::time::Instant::now() < deadline => {
+                storage = shared;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(shared) => {
+                // NOTE: a task that outlived its worker still has the database; the WAL is synced
+                // so that nothing acknowledged depends on the missing close.
+                tracing::warn!(references = Arc::strong_count(&shared), "database still referenced at exit");
+                if let Err(err) = shared.sync_wal() {
+                    tracing::error!(error = %err, "failed to sync the WAL at exit");
+                }
+                return;
             }
         }
     }

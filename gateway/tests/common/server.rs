@@ -85,10 +85,16 @@ impl TestServer {
         self.log.lock().unwrap().join("\n")
     }
 
-    /// Sends SIGTERM and asserts that the server exits with status 0, showing its log if not.
+    /// Sends SIGTERM and asserts that the server exits with status 0 after closing its
+    /// database, showing its log if not.
     pub fn terminate_cleanly(&mut self) {
         let status = self.terminate();
-        assert!(status.success(), "server exited with {status} after SIGTERM; log:\n{}", self.log());
+        let log = self.log();
+        assert!(status.success(), "server exited with {status} after SIGTERM; log:\n{log}");
+        assert!(
+            !log.contains("database still referenced at exit"),
+            "server exited without closing its database; log:\n{log}"
+        );
     }
 
     /// Sends SIGTERM and waits for the process to exit.
