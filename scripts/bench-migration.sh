@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Measures a live tier migration: how long the migrating tenant's writes wait, and what a
-# neighbour running the steady load sees meanwhile.
+# Measures a live tier migration: how long the migrating tenant's writes wait, and what
+# latency a neighbour running the steady load gets meanwhile.
 #
 # It builds a tenant of 200,000 messages offline with `bulkhead import`, starts the server on
 # 127.0.0.1, runs `bulkhead-loadtest steady` once without a migration, then once per move

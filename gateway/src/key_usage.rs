@@ -11,7 +11,7 @@ use std::{collections::HashMap, sync::Arc};
 use bulkhead_storage::Storage;
 use parking_lot::Mutex;
 
-/// How old the stored last use of a key may get before a new use is written. A minute is
+/// Maximum age of a key's stored last use before a new use is written. A minute is
 /// exact enough to tell a key in use from a forgotten one. It caps the writes at one per key
 /// per minute, and the value may change.
 pub const STORE_INTERVAL_MS: u64 = 60_000;

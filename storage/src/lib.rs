@@ -4,8 +4,8 @@
 //! apart by construction:
 //!
 //! - Each tenant's data lives on its isolation tier (see [`placement`]): behind its id in the
-//!   `shared` column family, in its own column family `t.<tenant>`, or in its own database;
-//!   the tenant registry and the API keys live in the `sys` column family.
+//!   `shared` column family, in its own column family `t.<tenant>`, or in its own database.
+//!   The tenant registry and the API keys live in the `sys` column family.
 //! - Each tenant has an append-only [`audit`] log in its own key space, and the platform has
 //!   one in `sys`; both are hash chains that an offline walk can verify.
 //! - Code above this crate never sees the RocksDB handle. It gets a [`TenantStore`] bound to

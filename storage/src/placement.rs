@@ -85,9 +85,9 @@ impl KeySpace {
             .map_err(|e| self.read_error("failed to read", e))
     }
 
-    /// Visits the keys in `[lower, upper)` (relative keys; `upper: None` is the end of the key
-    /// space) in ascending order, or descending with `reverse`, until `visit` returns false.
-    /// `visit` gets the relative key and the value.
+    /// Visits the keys in `[lower, upper)` in ascending order, or descending with `reverse`,
+    /// until `visit` returns false. Both bounds are relative keys, and `upper: None` is the end
+    /// of the key space. `visit` gets the relative key and the value.
     pub(crate) fn scan(
         &self,
         lower: &[u8],
@@ -237,8 +237,8 @@ pub(crate) struct Placement {
     /// `None` once the tenant is deleted: every read and write then fails with
     /// `TenantNotFound`.
     space: parking_lot::RwLock<Option<Arc<KeySpace>>>,
-    /// Commits hold it shared while they resolve keys and wait for durability; a migration
-    /// holds it exclusively from the start of the copy until the swap, so no write lands in
+    /// Commits take it shared while they resolve keys and wait for durability. A migration
+    /// takes it exclusively from the start of the copy until the swap, so no write lands in
     /// the old key space after the copy began. Reads do not take it: until the swap they read
     /// the old key space, which nothing writes to during the copy.
     write_gate: tokio::sync::RwLock<()>,
@@ -280,9 +280,9 @@ impl Placement {
     }
 }
 
-/// Waits until `space` has no other holder (reads that began before a swap finish quickly),
-/// at most `patience`. Returns the key space when it is free, or `None` when a holder remains;
-/// then the caller leaves the data for the cleanup at the next start.
+/// Waits until `space` has no other holder, at most `patience`. Reads that began before a swap
+/// finish quickly. Returns the key space when it is free, or `None` when a holder remains, in
+/// which case the caller leaves the data for the cleanup at the next start.
 pub(crate) fn wait_until_unused(space: Arc<KeySpace>, patience: std::time::Duration) -> Option<KeySpace> {
     let deadline = std::time::Instant::now() + patience;
     let mut space = space;

@@ -199,7 +199,7 @@ async fn writes_racing_a_migration_all_land() -> TestResult {
 }
 
 #[tokio::test]
-async fn deleting_a_tenant_removes_its_data_on_every_tier() -> TestResult {
+async fn delete_removes_data_on_every_tier() -> TestResult {
     let dir = tempfile::tempdir()?;
     {
         let storage = open(&dir);

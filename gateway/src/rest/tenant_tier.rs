@@ -1,7 +1,7 @@
 //! Moving a tenant to another isolation tier while the server runs.
 //!
 //! The tenant's writes wait while its data is copied; its reads, its open sessions and every
-//! other tenant go on. The response says how long the writes waited.
+//! other tenant go on. The response reports how long the writes waited.
 
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use bulkhead_proto::{MigrateTenantRequest, TenantMigration};
